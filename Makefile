@@ -1,0 +1,38 @@
+# Front door for people and CI. Every target installs missing Debian packages
+# first (scripts/install-deps.sh is idempotent and quick when all is present).
+BUILD      ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: all deps configure build run test stress bench bench-rseq package clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+configure: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Run the daemon in the foreground on its built-in default configuration.
+run: build
+	@echo "pmu-exporter: serving http://127.0.0.1:9842/metrics (Ctrl-C to stop)"
+	$(BUILD)/daemon/pmu-exporter
+
+# The whole default test suite (kept well under 20 minutes on 2 cores).
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -LE 'stress|bench' -j $(JOBS)
+
+# Long torture/stress runs (not part of `make test`).
+stress: build
+	ctest --test-dir $(BUILD) --output-on-failure -L stress
+
+bench-rseq: build
+	$(BUILD)/bench/rseq/bench_rseq
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,41 @@
+// CpuCounters: every group of an EventPlan opened on one CPU.
+//
+// A group that fails to open on this CPU is logged once (naming the CPU, the
+// group and the event) and left out; the other groups and the other CPUs keep
+// working.
+//
+// Thread safety: one thread at a time per object.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "pmu/collectors/event_group.h"
+
+namespace pmu::collectors {
+
+class CpuCounters {
+ public:
+  CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation);
+
+  int cpu() const { return cpu_; }
+  uint32_t generation() const { return generation_; }
+  size_t open_groups() const { return groups_.size(); }
+  size_t open_fds() const;
+
+  // Reads every open group with read(2) and hands each reading to `sink`.
+  // Returns the number of groups that failed to read.
+  size_t ReadAll(const std::function<void(const GroupSample&)>& sink);
+
+ private:
+  int cpu_;
+  uint32_t generation_;
+  std::vector<std::unique_ptr<EventGroup>> groups_;
+};
+
+// CLOCK_MONOTONIC in nanoseconds.
+int64_t MonotonicNanos() noexcept;
+
+}  // namespace pmu::collectors

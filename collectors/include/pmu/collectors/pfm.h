@@ -1,0 +1,42 @@
+// libpfm4: event strings -> perf_event_attr, and the event catalogue.
+//
+// libpfm4 is initialised once per process on first use (pfm_initialize reads
+// LIBPFM_FORCE_PMU at that moment, which the golden tests rely on).
+//
+// Thread safety: EncodeEvent and ListEvents may be called from any thread
+// after the first call has returned; the daemon calls them only at start-up
+// and reload.
+#pragma once
+
+#include <linux/perf_event.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pmu::collectors {
+
+struct EncodeResult {
+  bool ok = false;
+  perf_event_attr attr{};  // valid when ok; size set, counting mode
+  std::string canonical;   // libpfm4's fully qualified string, e.g. "perf::PERF_COUNT_HW_CPU_CYCLES:u=1:k=1..."
+  std::string error;       // when !ok: libpfm4's reason
+};
+
+// Encodes a libpfm4 event string for counting. Privilege levels are user and
+// kernel (PFM_PLM0|PFM_PLM3) unless the string sets them with modifiers
+// (":u", ":k").
+EncodeResult EncodeEvent(std::string_view event);
+
+struct EventListing {
+  std::string pmu;          // libpfm4 PMU name, e.g. "perf", "icl"
+  std::string name;         // "pmu::event"
+  std::string description;  // first line of libpfm4's description
+};
+
+// Events of every PMU libpfm4 considers present on this host (the perf
+// generic PMUs always are), filtered by case-insensitive substring `pattern`
+// ("" = all).
+std::vector<EventListing> ListEvents(std::string_view pattern);
+
+}  // namespace pmu::collectors

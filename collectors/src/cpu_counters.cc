@@ -1,0 +1,55 @@
+#include "pmu/collectors/cpu_counters.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <ctime>
+
+namespace pmu::collectors {
+
+int64_t MonotonicNanos() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+CpuCounters::CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation)
+    : cpu_(cpu), generation_(generation) {
+  for (size_t g = 0; g < plan.groups.size(); ++g) {
+    EventGroup::OpenError error;
+    auto group = EventGroup::Open(sys, plan, g, cpu, &error);
+    if (group == nullptr) {
+      spdlog::error("cpu {}: group '{}' not opened: {}", cpu, plan.groups[g].name, error.message);
+      continue;
+    }
+    groups_.push_back(std::move(group));
+  }
+}
+
+size_t CpuCounters::open_fds() const {
+  size_t n = 0;
+  for (const auto& g : groups_) n += g->fds().size();
+  return n;
+}
+
+size_t CpuCounters::ReadAll(const std::function<void(const GroupSample&)>& sink) {
+  size_t failures = 0;
+  for (auto& group : groups_) {
+    GroupSample sample;
+    int rc = group->Read(&sample);
+    if (rc != 0) {
+      ++failures;
+      spdlog::debug("cpu {}: read of group {} failed: {}", cpu_, group->group_index(),
+                    std::strerror(-rc));
+      continue;
+    }
+    sample.cpu = cpu_;
+    sample.generation = generation_;
+    sample.timestamp_ns = MonotonicNanos();
+    sample.path = ReadPath::kRemoteRead;
+    sink(sample);
+  }
+  return failures;
+}
+
+}  // namespace pmu::collectors

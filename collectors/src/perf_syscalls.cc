@@ -1,0 +1,32 @@
+#include "pmu/collectors/perf_syscalls.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace pmu::collectors {
+
+int RealPerfSyscalls::Open(perf_event_attr* attr, pid_t pid, int cpu, int group_fd,
+                           unsigned long flags) {
+  long fd = syscall(SYS_perf_event_open, attr, pid, cpu, group_fd, flags | PERF_FLAG_FD_CLOEXEC);
+  if (fd < 0) return -errno;
+  return static_cast<int>(fd);
+}
+
+ssize_t RealPerfSyscalls::Read(int fd, void* buf, size_t len) {
+  ssize_t n;
+  do {
+    n = ::read(fd, buf, len);
+  } while (n < 0 && errno == EINTR);
+  return n < 0 ? -errno : n;
+}
+
+int RealPerfSyscalls::Close(int fd) { return ::close(fd) < 0 ? -errno : 0; }
+
+PerfSyscalls& DefaultPerfSyscalls() {
+  static RealPerfSyscalls real;
+  return real;
+}
+
+}  // namespace pmu::collectors

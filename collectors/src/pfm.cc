@@ -1,0 +1,85 @@
+#include "pmu/collectors/pfm.h"
+
+#include <perfmon/pfmlib_perf_event.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+
+namespace pmu::collectors {
+namespace {
+
+void EnsureInitialized() {
+  static std::once_flag once;
+  static int rc = PFM_SUCCESS;
+  std::call_once(once, [] { rc = pfm_initialize(); });
+  if (rc != PFM_SUCCESS) {
+    throw std::runtime_error(std::string("libpfm4 initialisation failed: ") + pfm_strerror(rc));
+  }
+}
+
+bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
+  if (needle.empty()) return true;
+  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
+                        [](char a, char b) {
+                          return std::tolower(static_cast<unsigned char>(a)) ==
+                                 std::tolower(static_cast<unsigned char>(b));
+                        });
+  return it != haystack.end();
+}
+
+}  // namespace
+
+EncodeResult EncodeEvent(std::string_view event) {
+  EnsureInitialized();
+  EncodeResult result;
+  pfm_perf_encode_arg_t arg;
+  std::memset(&arg, 0, sizeof(arg));
+  arg.attr = &result.attr;
+  arg.size = sizeof(arg);
+  char* fstr = nullptr;
+  arg.fstr = &fstr;
+  const std::string event_string(event);
+  int rc = pfm_get_os_event_encoding(event_string.c_str(), PFM_PLM0 | PFM_PLM3,
+                                     PFM_OS_PERF_EVENT_EXT, &arg);
+  if (rc != PFM_SUCCESS) {
+    result.error = pfm_strerror(rc);
+    return result;
+  }
+  if (fstr != nullptr) {
+    result.canonical = fstr;
+    std::free(fstr);  // allocated by libpfm4 with malloc
+  }
+  result.attr.size = sizeof(perf_event_attr);
+  result.ok = true;
+  return result;
+}
+
+std::vector<EventListing> ListEvents(std::string_view pattern) {
+  EnsureInitialized();
+  std::vector<EventListing> out;
+  for (int p = PFM_PMU_NONE; p < PFM_PMU_MAX; ++p) {
+    pfm_pmu_info_t pinfo;
+    std::memset(&pinfo, 0, sizeof(pinfo));
+    pinfo.size = sizeof(pinfo);
+    if (pfm_get_pmu_info(static_cast<pfm_pmu_t>(p), &pinfo) != PFM_SUCCESS || !pinfo.is_present) {
+      continue;
+    }
+    for (int idx = pinfo.first_event; idx != -1; idx = pfm_get_event_next(idx)) {
+      pfm_event_info_t einfo;
+      std::memset(&einfo, 0, sizeof(einfo));
+      einfo.size = sizeof(einfo);
+      if (pfm_get_event_info(idx, PFM_OS_PERF_EVENT_EXT, &einfo) != PFM_SUCCESS) continue;
+      EventListing e{pinfo.name, std::string(pinfo.name) + "::" + einfo.name,
+                     einfo.desc != nullptr ? einfo.desc : ""};
+      if (auto nl = e.description.find('\n'); nl != std::string::npos) e.description.resize(nl);
+      if (ContainsIgnoreCase(e.name, pattern)) out.push_back(std::move(e));
+    }
+  }
+  return out;
+}
+
+}  // namespace pmu::collectors

@@ -1,0 +1,170 @@
+// Typed, validated configuration of pmu-exporter.
+//
+// The TOML file is the public interface. Parsing is all-or-nothing: either a
+// fully validated Config comes back or a ConfigError is thrown that names the
+// file, line, column and key. Nothing here opens any file other than the
+// config itself; facts about the host (which CPUs exist) come in through
+// ParseContext so the daemon can take them from collectors/ and tests can fake
+// them.
+//
+// Schema (every table and key is optional; absent keys take the defaults of
+// the structs below):
+//   [exporter] listen = "HOST:PORT" (IPv4 literal or [IPv6] literal, never a
+//              host name; port 0 = any free port), metrics_path = "/..."
+//              (must start with '/'), port_file = "" (none)
+//   [sampling] interval = duration string (see ParseDuration), cpus = "all"
+//              or a CPU list (see ParseCpuList) of CPUs that exist
+//   [log]      level = "trace" | "debug" | "info" | "warn" | "error"
+//   [[events]] name = label value (required, unique, [A-Za-z0-9_.:-]+),
+//              event = libpfm4 event string (required, non-empty),
+//              group = "" (events sharing a non-empty group are one perf group)
+// Event list: a file with no `events` key at all uses the built-in default
+// list (the one DefaultConfig() has), so a file may tune only, say, the
+// interval. An explicitly empty list (`events = []`) is an error.
+// Unknown keys at any level are errors (with a "did you mean" suggestion when
+// a known key is within edit distance 2), so typos never pass silently.
+//
+// Error positions: a bad value points at the value, an unknown key at the key,
+// a missing required key at its table, a TOML syntax error at the place the
+// TOML parser reports. Keys are dotted paths; array entries are 1-based, as
+// an editor counts them: "events[1].name" is the first [[events]] entry.
+//
+// Thread safety: all functions are reentrant; a Config is a plain value.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pmu::config {
+
+// Thrown for every invalid input. what() reads
+//   "<file>:<line>:<column>: <key>: <message>"
+// line/column are 1-based; 0 when the problem has no position (e.g. the file
+// could not be read), in which case they are left out of what(). key is empty
+// when the problem belongs to no key (unreadable file, TOML syntax error); it
+// is left out of what() then too.
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(std::string file, int line, int column, std::string key, std::string message);
+
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  int column() const { return column_; }
+  const std::string& key() const { return key_; }          // dotted, e.g. "events[2].name"
+  const std::string& message() const { return message_; }  // without the position prefix
+
+ private:
+  std::string file_;
+  int line_;
+  int column_;
+  std::string key_;
+  std::string message_;
+};
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
+std::string_view ToString(LogLevel level);
+
+struct ListenAddress {
+  std::string host;   // IPv4 literal ("127.0.0.1") or IPv6 literal without brackets ("::1")
+  uint16_t port = 0;  // 0: the kernel picks a free port
+  bool ipv6 = false;
+  // "127.0.0.1:9842" or "[::1]:9842"
+  std::string ToString() const;
+  bool operator==(const ListenAddress&) const = default;
+};
+
+struct EventSpec {
+  std::string name;   // label value exported; unique; [A-Za-z0-9_.:-]+
+  std::string event;  // libpfm4 event string
+  std::string group;  // "" = counted alone
+  int line = 0;       // where the entry starts in the file (0 for built-in)
+  int column = 0;
+  bool operator==(const EventSpec& o) const {
+    return name == o.name && event == o.event && group == o.group;
+  }
+};
+
+struct ExporterConfig {
+  ListenAddress listen{"127.0.0.1", 9842, false};
+  std::string metrics_path = "/metrics";
+  std::string port_file;  // "" = none
+  bool operator==(const ExporterConfig&) const = default;
+};
+
+struct SamplingConfig {
+  std::chrono::nanoseconds interval = std::chrono::seconds(1);
+  bool all_cpus = true;
+  std::vector<int> cpus;  // sorted, unique; empty when all_cpus
+  bool operator==(const SamplingConfig&) const = default;
+};
+
+struct LogConfig {
+  LogLevel level = LogLevel::kInfo;
+  bool operator==(const LogConfig&) const = default;
+};
+
+struct Config {
+  std::string source = "<built-in default>";  // path of the file, or the built-in marker
+  ExporterConfig exporter;
+  SamplingConfig sampling;
+  LogConfig log;
+  std::vector<EventSpec> events;
+
+  // Equality ignores `source` and event positions.
+  bool operator==(const Config& o) const {
+    return exporter == o.exporter && sampling == o.sampling && log == o.log && events == o.events;
+  }
+};
+
+// Host facts used for validation.
+struct ParseContext {
+  // CPUs that exist on this host (/sys/devices/system/cpu/possible). Empty:
+  // do not check CPU numbers against the host.
+  std::vector<int> possible_cpus;
+};
+
+// The built-in default: hardware events cycles, instructions, cache-misses,
+// branch-misses and software events cpu-clock, context-switches,
+// cpu-migrations, page-faults; all CPUs; 1 s; 127.0.0.1:9842.
+Config DefaultConfig();
+
+// Parses TOML text. `source_name` is used in errors and stored in Config::source.
+Config ParseConfig(std::string_view toml_text, const std::string& source_name,
+                   const ParseContext& context);
+
+// Reads and parses a file. An unreadable file is a ConfigError with line 0.
+Config LoadConfigFile(const std::string& path, const ParseContext& context);
+
+// "10ms", "250ms", "1s", "1.5s", "1m", "2h", "500us", "100ns". A number
+// (decimal fraction allowed) directly followed by a unit: ns, us, ms, s, m, h.
+// Throws std::invalid_argument with a reason for unparsable or non-positive
+// input, for a missing unit, for fractions finer than 1ns and on overflow.
+std::chrono::nanoseconds ParseDuration(std::string_view text);
+// "100ms", "1s", "1500ms": the largest unit that represents `d` exactly, so
+// ParseDuration(FormatDuration(d)) == d for every positive d.
+std::string FormatDuration(std::chrono::nanoseconds d);
+
+// "0-3,8" -> {0,1,2,3,8}; sorted, unique; spaces around entries are allowed.
+// Throws std::invalid_argument for empty lists or entries, reversed ranges,
+// non-numbers, negative numbers and numbers above kMaxCpuNumber.
+inline constexpr int kMaxCpuNumber = 65535;
+std::vector<int> ParseCpuList(std::string_view text);
+std::string FormatCpuList(const std::vector<int>& cpus);  // inverse: "0-3,8"
+
+// "127.0.0.1:9842", "[::1]:0". The host must be an IP literal (host names are
+// not resolved); IPv6 needs brackets. Throws std::invalid_argument with a
+// reason.
+ListenAddress ParseListenAddress(std::string_view text);
+
+// One line for --check-config. Groups are counted as perf groups: each
+// distinct non-empty group name is one, each ungrouped event is its own.
+// E.g. (one line, wrapped here):
+//   config OK: /etc/pmu-exporter/config.toml: 8 events in 8 groups, cpus all,
+//   interval 1s, listen 127.0.0.1:9842/metrics
+std::string Summary(const Config& config);
+
+}  // namespace pmu::config

@@ -1,0 +1,427 @@
+// TOML (toml++) -> validated Config. toml++ stays inside this file: the public
+// header shows only plain values.
+#include "pmu/config/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace pmu::config {
+namespace {
+
+constexpr std::array<std::string_view, 4> kRootKeys{"exporter", "sampling", "log", "events"};
+constexpr std::array<std::string_view, 3> kExporterKeys{"listen", "metrics_path", "port_file"};
+constexpr std::array<std::string_view, 2> kSamplingKeys{"interval", "cpus"};
+constexpr std::array<std::string_view, 1> kLogKeys{"level"};
+constexpr std::array<std::string_view, 3> kEventKeys{"name", "event", "group"};
+
+constexpr std::array<std::string_view, 8> kDefaultEvents{
+    "cycles",    "instructions",     "cache-misses",   "branch-misses",
+    "cpu-clock", "context-switches", "cpu-migrations", "page-faults"};
+
+constexpr std::array<std::pair<LogLevel, std::string_view>, 5> kLogLevels{{
+    {LogLevel::kTrace, "trace"},
+    {LogLevel::kDebug, "debug"},
+    {LogLevel::kInfo, "info"},
+    {LogLevel::kWarn, "warn"},
+    {LogLevel::kError, "error"},
+}};
+
+std::string FormatWhat(const std::string& file, int line, int column, const std::string& key,
+                       const std::string& message) {
+  std::string what = file;
+  if (line > 0) what += ":" + std::to_string(line) + ":" + std::to_string(column);
+  what += ": ";
+  if (!key.empty()) what += key + ": ";
+  return what + message;
+}
+
+// Optimal string alignment distance (Levenshtein plus adjacent transpositions,
+// so "lsiten" is one edit from "listen").
+size_t EditDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// Suggests the closest known key within edit distance 2, unless that would
+// rewrite half of it or more ("foo" is 2 edits from "log" but no typo of it).
+std::string UnknownKeyMessage(std::string_view key, std::span<const std::string_view> known) {
+  constexpr size_t kMaxSuggestionDistance = 2;
+  std::string_view best;
+  size_t best_distance = kMaxSuggestionDistance + 1;
+  for (std::string_view candidate : known) {
+    const size_t distance = EditDistance(key, candidate);
+    if (distance < best_distance && 2 * distance < candidate.size()) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  std::string message = "unknown key '" + std::string(key) + "'";
+  if (!best.empty()) return message + " (did you mean '" + std::string(best) + "'?)";
+  message += " (known keys: ";
+  for (size_t i = 0; i < known.size(); ++i) {
+    message += (i == 0 ? "" : ", ") + std::string(known[i]);
+  }
+  return message + ")";
+}
+
+std::string_view TypeName(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::none:
+      return "nothing";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+  }
+  return "an unknown type";
+}
+
+bool IsEventNameChar(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == ':' || c == '-';
+}
+
+std::string JoinKey(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+// Walks a parsed document; every check throws a ConfigError positioned at the
+// offending node.
+class Validator {
+ public:
+  Validator(const std::string& source, const ParseContext& context)
+      : source_(source), context_(context) {}
+
+  Config Run(const toml::table& root) {
+    Config config;
+    config.source = source_;
+    RejectUnknownKeys(root, "", kRootKeys);
+    if (const toml::table* exporter = Table(root, "", "exporter")) {
+      ReadExporter(*exporter, config.exporter);
+    }
+    if (const toml::table* sampling = Table(root, "", "sampling")) {
+      ReadSampling(*sampling, config.sampling);
+    }
+    if (const toml::table* log = Table(root, "", "log")) ReadLog(*log, config.log);
+    if (const toml::node* events = root.get("events")) {
+      config.events = ReadEvents(*events);
+    } else {
+      config.events = DefaultConfig().events;
+    }
+    return config;
+  }
+
+ private:
+  [[noreturn]] void Fail(const toml::source_region& where, const std::string& key,
+                         const std::string& message) const {
+    throw ConfigError(source_, static_cast<int>(where.begin.line),
+                      static_cast<int>(where.begin.column), key, message);
+  }
+
+  void RejectUnknownKeys(const toml::table& table, const std::string& path,
+                         std::span<const std::string_view> known) const {
+    for (auto&& [key, node] : table) {
+      if (std::find(known.begin(), known.end(), key.str()) == known.end()) {
+        Fail(key.source(), JoinKey(path, key.str()), UnknownKeyMessage(key.str(), known));
+      }
+    }
+  }
+
+  // The sub-table `name` of `parent`, nullptr when absent.
+  const toml::table* Table(const toml::table& parent, const std::string& path,
+                           std::string_view name) const {
+    const toml::node* node = parent.get(name);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+      Fail(node->source(), JoinKey(path, name),
+           "expected a table, got " + std::string(TypeName(node->type())));
+    }
+    return node->as_table();
+  }
+
+  // The string value `name` of `table`, nullptr when absent.
+  const toml::value<std::string>* String(const toml::table& table, const std::string& path,
+                                         std::string_view name, std::string_view example) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) return nullptr;
+    if (!node->is_string()) {
+      Fail(node->source(), JoinKey(path, name),
+           "expected a string like " + std::string(example) + ", got " +
+               std::string(TypeName(node->type())));
+    }
+    return node->as_string();
+  }
+
+  // Runs `parse` on the string value; its std::invalid_argument becomes a
+  // ConfigError at the value.
+  template <typename Parse>
+  auto ParseValue(const toml::value<std::string>& value, const std::string& key,
+                  Parse parse) const {
+    try {
+      return parse(value.get());
+    } catch (const std::invalid_argument& e) {
+      Fail(value.source(), key, e.what());
+    }
+  }
+
+  void ReadExporter(const toml::table& table, ExporterConfig& out) const {
+    const std::string path = "exporter";
+    RejectUnknownKeys(table, path, kExporterKeys);
+    if (const auto* listen = String(table, path, "listen", "\"127.0.0.1:9842\"")) {
+      out.listen = ParseValue(*listen, "exporter.listen", ParseListenAddress);
+    }
+    if (const auto* metrics_path = String(table, path, "metrics_path", "\"/metrics\"")) {
+      const std::string& value = metrics_path->get();
+      if (value.empty() || value.front() != '/') {
+        Fail(metrics_path->source(), "exporter.metrics_path",
+             "metrics_path '" + value + "' must start with '/', e.g. \"/metrics\"");
+      }
+      if (value.find_first_of(" \t\r\n?#") != std::string::npos) {
+        Fail(metrics_path->source(), "exporter.metrics_path",
+             "metrics_path '" + value + "' must not contain spaces, '?' or '#'");
+      }
+      out.metrics_path = value;
+    }
+    if (const auto* port_file = String(table, path, "port_file", "\"/run/pmu-exporter.port\"")) {
+      out.port_file = port_file->get();
+    }
+  }
+
+  void ReadSampling(const toml::table& table, SamplingConfig& out) const {
+    const std::string path = "sampling";
+    RejectUnknownKeys(table, path, kSamplingKeys);
+    if (const auto* interval = String(table, path, "interval", "\"1s\"")) {
+      out.interval = ParseValue(*interval, "sampling.interval", ParseDuration);
+    }
+    if (const auto* cpus = String(table, path, "cpus", "\"all\" or \"0-3,8\"")) {
+      if (cpus->get() == "all") {
+        out.all_cpus = true;
+        out.cpus.clear();
+        return;
+      }
+      out.all_cpus = false;
+      out.cpus = ParseValue(*cpus, "sampling.cpus", ParseCpuList);
+      const std::vector<int>& possible = context_.possible_cpus;
+      if (possible.empty()) return;
+      for (int cpu : out.cpus) {
+        if (std::find(possible.begin(), possible.end(), cpu) == possible.end()) {
+          Fail(cpus->source(), "sampling.cpus",
+               "CPU " + std::to_string(cpu) +
+                   " does not exist on this host (possible CPUs: " + FormatCpuList(possible) + ")");
+        }
+      }
+    }
+  }
+
+  void ReadLog(const toml::table& table, LogConfig& out) const {
+    const std::string path = "log";
+    RejectUnknownKeys(table, path, kLogKeys);
+    if (const auto* level = String(table, path, "level", "\"info\"")) {
+      for (const auto& [value, name] : kLogLevels) {
+        if (level->get() == name) {
+          out.level = value;
+          return;
+        }
+      }
+      Fail(level->source(), "log.level",
+           "unknown log level '" + level->get() + "' (expected trace, debug, info, warn or error)");
+    }
+  }
+
+  std::vector<EventSpec> ReadEvents(const toml::node& node) const {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      Fail(node.source(), "events",
+           "expected an array of tables ([[events]] entries), got " +
+               std::string(TypeName(node.type())));
+    }
+    if (array->empty()) {
+      Fail(node.source(), "events",
+           "empty event list: add [[events]] entries, or remove 'events' to use the defaults");
+    }
+    std::vector<EventSpec> events;
+    std::map<std::string, int, std::less<>> name_lines;  // name -> line of its first use
+    int index = 0;
+    for (const toml::node& element : *array) {
+      ++index;  // 1-based, as documented in config.h
+      const std::string path = "events[" + std::to_string(index) + "]";
+      const toml::table* table = element.as_table();
+      if (table == nullptr) {
+        Fail(element.source(), path,
+             "expected a table with 'name' and 'event', got " +
+                 std::string(TypeName(element.type())));
+      }
+      events.push_back(ReadEvent(*table, path, name_lines));
+    }
+    return events;
+  }
+
+  // `name_lines` maps the names seen so far to their lines, for duplicates.
+  EventSpec ReadEvent(const toml::table& table, const std::string& path,
+                      std::map<std::string, int, std::less<>>& name_lines) const {
+    RejectUnknownKeys(table, path, kEventKeys);
+    EventSpec spec;
+    spec.line = static_cast<int>(table.source().begin.line);
+    spec.column = static_cast<int>(table.source().begin.column);
+
+    const auto* name = String(table, path, "name", "\"instructions\"");
+    if (name == nullptr) Fail(table.source(), path + ".name", "missing required key 'name'");
+    spec.name = name->get();
+    if (spec.name.empty()) Fail(name->source(), path + ".name", "event name must not be empty");
+    const auto bad = std::find_if_not(spec.name.begin(), spec.name.end(), IsEventNameChar);
+    if (bad != spec.name.end()) {
+      Fail(name->source(), path + ".name",
+           "event name '" + spec.name + "' contains '" + std::string(1, *bad) +
+               "' (allowed: letters, digits, '_', '.', ':', '-')");
+    }
+    const auto [first, inserted] =
+        name_lines.emplace(spec.name, static_cast<int>(name->source().begin.line));
+    if (!inserted) {
+      Fail(name->source(), path + ".name",
+           "duplicate event name '" + spec.name + "' (first defined at line " +
+               std::to_string(first->second) + ")");
+    }
+
+    const auto* event = String(table, path, "event", "\"instructions\"");
+    if (event == nullptr) Fail(table.source(), path + ".event", "missing required key 'event'");
+    spec.event = event->get();
+    if (spec.event.find_first_not_of(" \t") == std::string::npos) {
+      Fail(event->source(), path + ".event",
+           "event string must not be empty (a libpfm4 event, e.g. \"instructions\")");
+    }
+
+    if (const auto* group = String(table, path, "group", "\"frontend\"")) spec.group = group->get();
+    return spec;
+  }
+
+  const std::string& source_;
+  const ParseContext& context_;
+};
+
+struct FileCloser {
+  void operator()(std::FILE* file) const { std::fclose(file); }
+};
+
+[[noreturn]] void ThrowUnreadable(const std::string& path, int error) {
+  throw ConfigError(path, 0, 0, "",
+                    "cannot read config file: " + std::string(std::strerror(error)));
+}
+
+}  // namespace
+
+ConfigError::ConfigError(std::string file, int line, int column, std::string key,
+                         std::string message)
+    : std::runtime_error(FormatWhat(file, line, column, key, message)),
+      file_(std::move(file)),
+      line_(line),
+      column_(column),
+      key_(std::move(key)),
+      message_(std::move(message)) {}
+
+std::string_view ToString(LogLevel level) {
+  for (const auto& [value, name] : kLogLevels) {
+    if (value == level) return name;
+  }
+  return "unknown";
+}
+
+Config DefaultConfig() {
+  Config config;
+  for (std::string_view event : kDefaultEvents) {
+    EventSpec spec;
+    spec.name = std::string(event);
+    spec.event = std::string(event);
+    config.events.push_back(std::move(spec));
+  }
+  return config;
+}
+
+Config ParseConfig(std::string_view toml_text, const std::string& source_name,
+                   const ParseContext& context) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, std::string_view(source_name));
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(source_name, static_cast<int>(e.source().begin.line),
+                      static_cast<int>(e.source().begin.column), "",
+                      "invalid TOML: " + std::string(e.description()));
+  }
+  return Validator(source_name, context).Run(root);
+}
+
+Config LoadConfigFile(const std::string& path, const ParseContext& context) {
+  errno = 0;
+  const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+  if (!file) ThrowUnreadable(path, errno);
+  std::string text;
+  std::array<char, 8192> buffer;
+  while (true) {
+    const size_t n = std::fread(buffer.data(), 1, buffer.size(), file.get());
+    text.append(buffer.data(), n);
+    if (n < buffer.size()) break;
+  }
+  if (std::ferror(file.get()) != 0) ThrowUnreadable(path, errno != 0 ? errno : EIO);
+  return ParseConfig(text, path, context);
+}
+
+std::string Summary(const Config& config) {
+  std::set<std::string_view> named_groups;
+  size_t groups = 0;
+  for (const EventSpec& event : config.events) {
+    if (event.group.empty()) {
+      ++groups;
+    } else if (named_groups.insert(event.group).second) {
+      ++groups;
+    }
+  }
+  const auto count = [](size_t n, std::string_view noun) {
+    return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+  };
+  const SamplingConfig& sampling = config.sampling;
+  return "config OK: " + config.source + ": " + count(config.events.size(), "event") + " in " +
+         count(groups, "group") + ", cpus " +
+         (sampling.all_cpus ? std::string("all") : FormatCpuList(sampling.cpus)) + ", interval " +
+         FormatDuration(sampling.interval) + ", listen " + config.exporter.listen.ToString() +
+         config.exporter.metrics_path;
+}
+
+}  // namespace pmu::config

@@ -1,0 +1,44 @@
+// MetricsCollectable: the Prometheus view of the aggregate.
+//
+// Metric families are built at scrape time from an AggregateSnapshot; the
+// samplers never touch Prometheus objects. Families:
+//   pmu_events_total{cpu,event}                    counter, scaled count
+//   pmu_event_enabled_seconds_total{cpu,event}     counter
+//   pmu_event_running_seconds_total{cpu,event}     counter
+//   pmu_event_supported{event}                     gauge 1/0, every configured event
+//   pmu_exporter_build_info{version,revision}      gauge 1
+// Unsupported events appear only in pmu_event_supported (never as a count).
+//
+// Thread safety: Collect() may run on any number of HTTP threads at once.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+
+#include "pmu/daemon/aggregator.h"
+
+namespace pmu::daemon {
+
+class MetricsCollectable : public prometheus::Collectable {
+ public:
+  using SnapshotSource = std::function<AggregateSnapshot()>;
+  explicit MetricsCollectable(SnapshotSource source);
+
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  SnapshotSource source_;
+};
+
+// Builds the families for one snapshot (shared by Collect and --once).
+std::vector<prometheus::MetricFamily> BuildFamilies(const AggregateSnapshot& snapshot);
+
+// Text exposition format of `families`.
+std::string SerializeText(const std::vector<prometheus::MetricFamily>& families);
+
+}  // namespace pmu::daemon

@@ -1,0 +1,545 @@
+// Tests of pmu::config: every rejected input names file, line, column and key;
+// value parsers round-trip; the packaged config equals the built-in default.
+#include "pmu/config/config.h"
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace pmu::config {
+namespace {
+
+using std::chrono::hours;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using std::chrono::minutes;
+using std::chrono::nanoseconds;
+using std::chrono::seconds;
+
+constexpr char kSource[] = "test.toml";
+
+Config Parse(const std::string& text, std::vector<int> possible_cpus = {}) {
+  return ParseConfig(text, kSource, ParseContext{std::move(possible_cpus)});
+}
+
+// ---------------------------------------------------------------------------
+// Rejected inputs, table-driven.
+
+struct BadCase {
+  std::string name;  // test name suffix
+  std::string toml;  // whole file
+  int line;          // expected position, 1-based
+  int column;
+  std::string key;       // expected dotted key ("" for syntax errors)
+  std::string fragment;  // must occur in message()
+  std::vector<int> possible_cpus = {};
+};
+
+// "[table]\nkey = \"value\"\n": the value starts at line 2, column len(key) + 4.
+std::string StringKey(const std::string& table, const std::string& key, const std::string& value) {
+  return "[" + table + "]\n" + key + " = \"" + value + "\"\n";
+}
+
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
+class BadConfigTest : public testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfigTest, ThrowsPositionedError) {
+  const BadCase& c = GetParam();
+  try {
+    Parse(c.toml, c.possible_cpus);
+    FAIL() << "accepted:\n" << c.toml;
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file(), kSource);
+    EXPECT_EQ(e.line(), c.line) << e.what();
+    EXPECT_EQ(e.column(), c.column) << e.what();
+    EXPECT_EQ(e.key(), c.key) << e.what();
+    EXPECT_NE(e.message().find(c.fragment), std::string::npos)
+        << "message: " << e.message() << "\nwanted: " << c.fragment;
+    std::string prefix =
+        std::string(kSource) + ":" + std::to_string(c.line) + ":" + std::to_string(c.column) + ": ";
+    if (!c.key.empty()) prefix += c.key + ": ";
+    EXPECT_EQ(std::string(e.what()), prefix + e.message());
+  }
+}
+
+std::string CaseName(const testing::TestParamInfo<BadCase>& info) { return info.param.name; }
+
+std::vector<BadCase> SyntaxCases() {
+  return {
+      {"UnterminatedString", "[log]\nlevel = \"info\n", 2, 14, "", "invalid TOML"},
+      {"MissingValue", "[sampling]\ninterval =\n", 2, 11, "", "invalid TOML"},
+      {"DuplicateKey", "[log]\nlevel = \"info\"\nlevel = \"warn\"\n", 3, 9, "", "invalid TOML"},
+      {"DuplicateTable", "[log]\n[log]\n", 2, 1, "", "redefine"},
+      {"UnclosedHeader", "[exporter\nlisten = \"127.0.0.1:1\"\n", 1, 10, "", "invalid TOML"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Syntax, BadConfigTest, testing::ValuesIn(SyntaxCases()), CaseName);
+
+std::vector<BadCase> UnknownKeyCases() {
+  return {
+      {"RootNoSuggestion", "\nfoo = 1\n", 2, 1, "foo",
+       "unknown key 'foo' (known keys: exporter, sampling, log, events)"},
+      {"RootEventsTypo", "[[event]]\nname = \"a\"\n", 1, 3, "event",
+       "unknown key 'event' (did you mean 'events'?)"},
+      {"RootTableTypo", "[sampleing]\n", 1, 2, "sampleing", "(did you mean 'sampling'?)"},
+      {"Exporter", "[exporter]\nlsiten = \"127.0.0.1:1\"\n", 2, 1, "exporter.lsiten",
+       "unknown key 'lsiten' (did you mean 'listen'?)"},
+      {"ExporterDotted", "exporter.port_fil = \"x\"\n", 1, 10, "exporter.port_fil",
+       "(did you mean 'port_file'?)"},
+      {"Sampling", "[sampling]\n  intervall = \"1s\"\n", 2, 3, "sampling.intervall",
+       "unknown key 'intervall' (did you mean 'interval'?)"},
+      {"SamplingTwoEdits", "[sampling]\nintrvl = \"1s\"\n", 2, 1, "sampling.intrvl",
+       "(did you mean 'interval'?)"},
+      {"Log", "[log]\nlevle = \"info\"\n", 2, 1, "log.levle", "(did you mean 'level'?)"},
+      {"LogShortTypo", "[log]\nlvl = \"info\"\n", 2, 1, "log.lvl", "(did you mean 'level'?)"},
+      {"LogFarTypo", "[log]\nverbosity = \"info\"\n", 2, 1, "log.verbosity",
+       "unknown key 'verbosity' (known keys: level)"},
+      {"Event", "[[events]]\nname = \"a\"\nevnt = \"b\"\n", 3, 1, "events[1].evnt",
+       "(did you mean 'event'?)"},
+      {"SecondEvent",
+       "[[events]]\nname = \"a\"\nevent = \"b\"\n[[events]]\nname = \"c\"\nevent = \"d\"\n"
+       "grop = \"g\"\n",
+       7, 1, "events[2].grop", "(did you mean 'group'?)"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(UnknownKey, BadConfigTest, testing::ValuesIn(UnknownKeyCases()), CaseName);
+
+std::vector<BadCase> WrongTypeCases() {
+  return {
+      {"IntervalInteger", "[sampling]\ninterval = 5\n", 2, 12, "sampling.interval",
+       "expected a string like \"1s\", got an integer"},
+      {"ListenInteger", "[exporter]\nlisten = 9842\n", 2, 10, "exporter.listen",
+       "expected a string like \"127.0.0.1:9842\", got an integer"},
+      {"CpusArray", "[sampling]\ncpus = [0, 1]\n", 2, 8, "sampling.cpus", "got an array"},
+      {"LevelBoolean", "[log]\nlevel = true\n", 2, 9, "log.level", "got a boolean"},
+      {"PortFileInteger", "[exporter]\nport_file = 1\n", 2, 13, "exporter.port_file",
+       "got an integer"},
+      {"ExporterNotTable", "exporter = \"127.0.0.1:1\"\n", 1, 12, "exporter",
+       "expected a table, got a string"},
+      {"EventsString", "events = \"x\"\n", 1, 10, "events",
+       "expected an array of tables ([[events]] entries), got a string"},
+      {"EventsElementInteger", "events = [1]\n", 1, 11, "events[1]",
+       "expected a table with 'name' and 'event', got an integer"},
+      {"EventNameInteger", "[[events]]\nname = 5\nevent = \"x\"\n", 2, 8, "events[1].name",
+       "got an integer"},
+      {"EventGroupBoolean", "[[events]]\nname = \"a\"\nevent = \"b\"\ngroup = true\n", 4, 9,
+       "events[1].group", "got a boolean"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(WrongType, BadConfigTest, testing::ValuesIn(WrongTypeCases()), CaseName);
+
+std::vector<BadCase> DurationCases() {
+  return {
+      {"Zero", StringKey("sampling", "interval", "0s"), 2, 12, "sampling.interval",
+       "'0s' must be positive"},
+      {"ZeroFraction", StringKey("sampling", "interval", "0.0ms"), 2, 12, "sampling.interval",
+       "must be positive"},
+      {"Negative", StringKey("sampling", "interval", "-1s"), 2, 12, "sampling.interval",
+       "'-1s' must be positive"},
+      {"UnknownUnit", StringKey("sampling", "interval", "1 parsec"), 2, 12, "sampling.interval",
+       "unknown unit 'parsec'"},
+      {"Empty", StringKey("sampling", "interval", ""), 2, 12, "sampling.interval",
+       "empty duration"},
+      {"NoUnit", StringKey("sampling", "interval", "10"), 2, 12, "sampling.interval",
+       "'10' has no unit"},
+      {"NoNumber", StringKey("sampling", "interval", "s"), 2, 12, "sampling.interval",
+       "expected a number"},
+      {"DotWithoutDigits", StringKey("sampling", "interval", "1.s"), 2, 12, "sampling.interval",
+       "no digits after '.'"},
+      {"FinerThanNs", StringKey("sampling", "interval", "1.5ns"), 2, 12, "sampling.interval",
+       "finer than 1ns"},
+      {"Overflow", StringKey("sampling", "interval", "9999999h"), 2, 12, "sampling.interval",
+       "too long"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Duration, BadConfigTest, testing::ValuesIn(DurationCases()), CaseName);
+
+std::vector<BadCase> CpuCases() {
+  return {
+      {"Reversed", StringKey("sampling", "cpus", "3-1"), 2, 8, "sampling.cpus",
+       "CPU range '3-1' is reversed"},
+      {"Letter", StringKey("sampling", "cpus", "a"), 2, 8, "sampling.cpus",
+       "invalid CPU list entry 'a'"},
+      {"EmptyEntry", StringKey("sampling", "cpus", "1,,2"), 2, 8, "sampling.cpus",
+       "empty entry in CPU list '1,,2'"},
+      {"TrailingComma", StringKey("sampling", "cpus", "1,"), 2, 8, "sampling.cpus", "empty entry"},
+      {"Empty", StringKey("sampling", "cpus", ""), 2, 8, "sampling.cpus", "empty CPU list"},
+      {"Negative", StringKey("sampling", "cpus", "-1"), 2, 8, "sampling.cpus", "not negative"},
+      {"OpenRange", StringKey("sampling", "cpus", "1-"), 2, 8, "sampling.cpus",
+       "invalid CPU list entry '1-'"},
+      {"TooLarge", StringKey("sampling", "cpus", "70000"), 2, 8, "sampling.cpus",
+       "too large (at most 65535)"},
+      {"AllUppercase", StringKey("sampling", "cpus", "ALL"), 2, 8, "sampling.cpus",
+       "invalid CPU list entry 'ALL'"},
+      {"DoesNotExist",
+       StringKey("sampling", "cpus", "0-3"),
+       2,
+       8,
+       "sampling.cpus",
+       "CPU 2 does not exist on this host (possible CPUs: 0-1)",
+       {0, 1}},
+      {"GapDoesNotExist",
+       StringKey("sampling", "cpus", "5"),
+       2,
+       8,
+       "sampling.cpus",
+       "CPU 5 does not exist",
+       {0, 1, 2, 3, 4, 6, 7}},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(CpuList, BadConfigTest, testing::ValuesIn(CpuCases()), CaseName);
+
+std::vector<BadCase> ListenCases() {
+  return {
+      {"MissingPort", StringKey("exporter", "listen", "127.0.0.1"), 2, 10, "exporter.listen",
+       "has no port"},
+      {"EmptyPort", StringKey("exporter", "listen", "127.0.0.1:"), 2, 10, "exporter.listen",
+       "is not a number"},
+      {"PortTooLarge", StringKey("exporter", "listen", "127.0.0.1:65536"), 2, 10, "exporter.listen",
+       "port '65536' in listen address '127.0.0.1:65536' is out of range"},
+      {"PortName", StringKey("exporter", "listen", "127.0.0.1:http"), 2, 10, "exporter.listen",
+       "is not a number"},
+      {"HostName", StringKey("exporter", "listen", "localhost:80"), 2, 10, "exporter.listen",
+       "host 'localhost' is not an IP address: host names are not resolved"},
+      {"ShortIpv4", StringKey("exporter", "listen", "1.2.3:80"), 2, 10, "exporter.listen",
+       "'1.2.3' is not a valid IPv4 address"},
+      {"Ipv4OctetTooLarge", StringKey("exporter", "listen", "1.2.3.256:80"), 2, 10,
+       "exporter.listen", "not a valid IPv4 address"},
+      {"NoHost", StringKey("exporter", "listen", ":80"), 2, 10, "exporter.listen", "has no host"},
+      {"Empty", StringKey("exporter", "listen", ""), 2, 10, "exporter.listen",
+       "empty listen address"},
+      {"UnclosedBracket", StringKey("exporter", "listen", "[::1"), 2, 10, "exporter.listen",
+       "lacks the ']'"},
+      {"Ipv6MissingPort", StringKey("exporter", "listen", "[::1]"), 2, 10, "exporter.listen",
+       "has no port"},
+      {"Ipv6JunkAfterBracket", StringKey("exporter", "listen", "[::1]x80"), 2, 10,
+       "exporter.listen", "expected ':' and a port after ']'"},
+      {"BadIpv6", StringKey("exporter", "listen", "[::g]:80"), 2, 10, "exporter.listen",
+       "'::g' is not a valid IPv6 address"},
+      {"Ipv6TooManyGroups", StringKey("exporter", "listen", "[1:2:3:4:5:6:7:8:9]:80"), 2, 10,
+       "exporter.listen", "not a valid IPv6 address"},
+      {"Ipv6WithoutBrackets", StringKey("exporter", "listen", "::1:80"), 2, 10, "exporter.listen",
+       "must be in brackets"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Listen, BadConfigTest, testing::ValuesIn(ListenCases()), CaseName);
+
+std::vector<BadCase> OtherValueCases() {
+  return {
+      {"MetricsPathRelative", "[exporter]\nmetrics_path = \"metrics\"\n", 2, 16,
+       "exporter.metrics_path", "must start with '/'"},
+      {"MetricsPathEmpty", "[exporter]\nmetrics_path = \"\"\n", 2, 16, "exporter.metrics_path",
+       "must start with '/'"},
+      {"MetricsPathQuery", "[exporter]\nmetrics_path = \"/m?x=1\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain"},
+      {"LogLevel", "[log]\nlevel = \"verbose\"\n", 2, 9, "log.level",
+       "unknown log level 'verbose' (expected trace, debug, info, warn or error)"},
+      {"LogLevelUppercase", "[log]\nlevel = \"INFO\"\n", 2, 9, "log.level", "unknown log level"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Value, BadConfigTest, testing::ValuesIn(OtherValueCases()), CaseName);
+
+std::vector<BadCase> EventCases() {
+  return {
+      {"EmptyList", "events = []\n", 1, 10, "events", "empty event list"},
+      {"DuplicateName",
+       "[[events]]\nname = \"a\"\nevent = \"x\"\n\n[[events]]\nname = \"a\"\nevent = \"y\"\n", 6, 8,
+       "events[2].name", "duplicate event name 'a' (first defined at line 2)"},
+      {"DuplicateNameInline",
+       "events = [\n  { name = \"b\", event = \"x\" },\n  { name = \"c\", event = \"y\" },\n"
+       "  { name = \"b\", event = \"z\" },\n]\n",
+       4, 12, "events[3].name", "duplicate event name 'b' (first defined at line 2)"},
+      {"MissingName", "[[events]]\nevent = \"x\"\n", 1, 1, "events[1].name",
+       "missing required key 'name'"},
+      {"MissingEventSecond",
+       "[[events]]\nname = \"a\"\nevent = \"x\"\n\n  [[events]]\n  name = \"b\"\n", 5, 3,
+       "events[2].event", "missing required key 'event'"},
+      {"MissingEventInline", "events = [ { name = \"a\" } ]\n", 1, 12, "events[1].event",
+       "missing required key 'event'"},
+      {"NameWithSpace", "[[events]]\nname = \"a b\"\nevent = \"x\"\n", 2, 8, "events[1].name",
+       "event name 'a b' contains ' '"},
+      {"NameWithSlash", "[[events]]\nname = \"l1d/miss\"\nevent = \"x\"\n", 2, 8, "events[1].name",
+       "contains '/'"},
+      {"NameEmpty", "[[events]]\nname = \"\"\nevent = \"x\"\n", 2, 8, "events[1].name",
+       "event name must not be empty"},
+      {"EventEmpty", "[[events]]\nname = \"a\"\nevent = \"\"\n", 3, 9, "events[1].event",
+       "event string must not be empty"},
+      {"EventBlank", "[[events]]\nname = \"a\"\nevent = \"  \"\n", 3, 9, "events[1].event",
+       "event string must not be empty"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Events, BadConfigTest, testing::ValuesIn(EventCases()), CaseName);
+
+// ---------------------------------------------------------------------------
+// Accepted inputs.
+
+TEST(ParseConfigTest, EmptyFileIsDefault) {
+  const Config config = Parse("");
+  EXPECT_EQ(config, DefaultConfig());
+  EXPECT_EQ(config.source, kSource);
+}
+
+TEST(ParseConfigTest, NoEventsUsesDefaultEvents) {
+  const Config config = Parse("[sampling]\ninterval = \"250ms\"\n");
+  EXPECT_EQ(config.sampling.interval, milliseconds(250));
+  EXPECT_EQ(config.events, DefaultConfig().events);
+}
+
+TEST(ParseConfigTest, EveryKey) {
+  const Config config = Parse(R"(
+[exporter]
+listen = "0.0.0.0:0"
+metrics_path = "/pmu/metrics"
+port_file = "/run/pmu.port"
+
+[sampling]
+interval = "1.5s"
+cpus = "8,0-3"
+
+[log]
+level = "debug"
+
+[[events]]
+name = "ipc.instructions"
+event = "INST_RETIRED:ANY_P:u"
+group = "ipc"
+
+  [[events]]
+  name = "ipc:cycles"
+  event = "cycles"
+  group = "ipc"
+)",
+                              {0, 1, 2, 3, 4, 5, 6, 7, 8});
+  EXPECT_EQ(config.exporter.listen, (ListenAddress{"0.0.0.0", 0, false}));
+  EXPECT_EQ(config.exporter.metrics_path, "/pmu/metrics");
+  EXPECT_EQ(config.exporter.port_file, "/run/pmu.port");
+  EXPECT_EQ(config.sampling.interval, milliseconds(1500));
+  EXPECT_FALSE(config.sampling.all_cpus);
+  EXPECT_EQ(config.sampling.cpus, (std::vector<int>{0, 1, 2, 3, 8}));
+  EXPECT_EQ(config.log.level, LogLevel::kDebug);
+  ASSERT_EQ(config.events.size(), 2u);
+  EXPECT_EQ(config.events[0].name, "ipc.instructions");
+  EXPECT_EQ(config.events[0].event, "INST_RETIRED:ANY_P:u");
+  EXPECT_EQ(config.events[0].group, "ipc");
+  EXPECT_EQ(config.events[0].line, 14);
+  EXPECT_EQ(config.events[0].column, 1);
+  EXPECT_EQ(config.events[1].name, "ipc:cycles");
+  EXPECT_EQ(config.events[1].line, 19);
+  EXPECT_EQ(config.events[1].column, 3);
+  EXPECT_EQ(Summary(config),
+            "config OK: test.toml: 2 events in 1 group, cpus 0-3,8, interval 1500ms, "
+            "listen 0.0.0.0:0/pmu/metrics");
+}
+
+TEST(ParseConfigTest, InlineEventsAndAllCpus) {
+  const Config config = Parse(
+      "events = [{ name = \"a\", event = \"cpu-clock\" }]\n[sampling]\ncpus = \"all\"\n", {0});
+  EXPECT_TRUE(config.sampling.all_cpus);
+  EXPECT_TRUE(config.sampling.cpus.empty());
+  ASSERT_EQ(config.events.size(), 1u);
+  EXPECT_EQ(config.events[0], (EventSpec{"a", "cpu-clock", ""}));
+}
+
+TEST(ParseConfigTest, CpusCheckedOnlyAgainstKnownHost) {
+  EXPECT_EQ(Parse("[sampling]\ncpus = \"100\"\n").sampling.cpus, std::vector<int>{100});
+  EXPECT_EQ(Parse("[sampling]\ncpus = \"1\"\n", {0, 1}).sampling.cpus, std::vector<int>{1});
+}
+
+struct ListenCase {
+  const char* text;
+  ListenAddress expected;
+};
+
+TEST(ParseConfigTest, ListenAddresses) {
+  const ListenCase cases[] = {
+      {"127.0.0.1:9842", {"127.0.0.1", 9842, false}},
+      {"0.0.0.0:0", {"0.0.0.0", 0, false}},
+      {"[::1]:9842", {"::1", 9842, true}},
+      {"[::]:0", {"::", 0, true}},
+      {"[fe80::1:2]:65535", {"fe80::1:2", 65535, true}},
+      {"[::ffff:10.0.0.1]:80", {"::ffff:10.0.0.1", 80, true}},
+  };
+  for (const ListenCase& c : cases) {
+    SCOPED_TRACE(c.text);
+    const Config config = Parse("[exporter]\nlisten = \"" + std::string(c.text) + "\"\n");
+    EXPECT_EQ(config.exporter.listen, c.expected);
+    EXPECT_EQ(config.exporter.listen.ToString(), c.text);
+    EXPECT_EQ(ParseListenAddress(c.text), c.expected);
+  }
+}
+
+TEST(ParseConfigTest, LogLevels) {
+  const std::pair<const char*, LogLevel> cases[] = {{"trace", LogLevel::kTrace},
+                                                    {"debug", LogLevel::kDebug},
+                                                    {"info", LogLevel::kInfo},
+                                                    {"warn", LogLevel::kWarn},
+                                                    {"error", LogLevel::kError}};
+  for (const auto& [text, level] : cases) {
+    EXPECT_EQ(Parse("[log]\nlevel = \"" + std::string(text) + "\"\n").log.level, level);
+    EXPECT_EQ(ToString(level), text);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Defaults, files, summary.
+
+TEST(DefaultConfigTest, Contents) {
+  const Config config = DefaultConfig();
+  EXPECT_EQ(config.source, "<built-in default>");
+  EXPECT_EQ(config.exporter.listen.ToString(), "127.0.0.1:9842");
+  EXPECT_EQ(config.exporter.metrics_path, "/metrics");
+  EXPECT_EQ(config.exporter.port_file, "");
+  EXPECT_EQ(config.sampling.interval, seconds(1));
+  EXPECT_TRUE(config.sampling.all_cpus);
+  EXPECT_EQ(config.log.level, LogLevel::kInfo);
+  const std::vector<std::string> expected = {"cycles",         "instructions", "cache-misses",
+                                             "branch-misses",  "cpu-clock",    "context-switches",
+                                             "cpu-migrations", "page-faults"};
+  ASSERT_EQ(config.events.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(config.events[i].name, expected[i]);
+    EXPECT_EQ(config.events[i].event, expected[i]);
+    EXPECT_EQ(config.events[i].group, "");
+    EXPECT_EQ(config.events[i].line, 0);
+  }
+  EXPECT_EQ(Summary(config),
+            "config OK: <built-in default>: 8 events in 8 groups, cpus all, interval 1s, "
+            "listen 127.0.0.1:9842/metrics");
+}
+
+TEST(LoadConfigFileTest, PackagedConfigIsTheDefault) {
+  const std::string path = std::string(PMU_SOURCE_DIR) + "/packaging/config.toml";
+  const Config config = LoadConfigFile(path, ParseContext{});
+  EXPECT_EQ(config, DefaultConfig());
+  EXPECT_EQ(config.source, path);
+  ASSERT_FALSE(config.events.empty());
+  EXPECT_GT(config.events[0].line, 0);  // positions come from the file
+}
+
+TEST(LoadConfigFileTest, MissingFile) {
+  const std::string path = "/nonexistent/pmu-exporter/config.toml";
+  try {
+    LoadConfigFile(path, ParseContext{});
+    FAIL() << "no error for a missing file";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.file(), path);
+    EXPECT_EQ(e.line(), 0);
+    EXPECT_EQ(e.column(), 0);
+    EXPECT_EQ(e.key(), "");
+    EXPECT_EQ(e.message(), "cannot read config file: " + std::string(std::strerror(ENOENT)));
+    EXPECT_EQ(std::string(e.what()), path + ": " + e.message());
+  }
+}
+
+TEST(LoadConfigFileTest, DirectoryIsUnreadable) {
+  try {
+    LoadConfigFile("/", ParseContext{});
+    FAIL() << "no error for a directory";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line(), 0);
+    EXPECT_EQ(e.message(), "cannot read config file: " + std::string(std::strerror(EISDIR)));
+  }
+}
+
+TEST(SummaryTest, CountsGroups) {
+  Config config = DefaultConfig();
+  config.source = "x.toml";
+  config.events = {{"a", "cycles", "g"},
+                   {"b", "instructions", "g"},
+                   {"c", "cpu-clock", ""},
+                   {"d", "page-faults", "h"}};
+  config.sampling.all_cpus = false;
+  config.sampling.cpus = {0, 2, 3};
+  config.sampling.interval = milliseconds(250);
+  config.exporter.listen = {"::1", 0, true};
+  EXPECT_EQ(Summary(config),
+            "config OK: x.toml: 4 events in 3 groups, cpus 0,2-3, interval 250ms, "
+            "listen [::1]:0/metrics");
+}
+
+TEST(ConfigErrorTest, WhatFormat) {
+  EXPECT_STREQ(ConfigError("f.toml", 3, 7, "log.level", "bad").what(),
+               "f.toml:3:7: log.level: bad");
+  EXPECT_STREQ(ConfigError("f.toml", 3, 7, "", "bad").what(), "f.toml:3:7: bad");
+  EXPECT_STREQ(ConfigError("f.toml", 0, 0, "", "bad").what(), "f.toml: bad");
+}
+
+// ---------------------------------------------------------------------------
+// Value parsers.
+
+struct DurationCase {
+  const char* text;
+  nanoseconds value;
+  const char* canonical;  // FormatDuration(value)
+};
+
+TEST(DurationTest, ParseAndFormatRoundTrip) {
+  const DurationCase cases[] = {
+      {"100ns", nanoseconds(100), "100ns"},
+      {"500us", microseconds(500), "500us"},
+      {"500\u00b5s", microseconds(500), "500us"},
+      {"10ms", milliseconds(10), "10ms"},
+      {"250ms", milliseconds(250), "250ms"},
+      {"1s", seconds(1), "1s"},
+      {"1.5s", milliseconds(1500), "1500ms"},
+      {"0.5ms", microseconds(500), "500us"},
+      {"1.250s", milliseconds(1250), "1250ms"},
+      {"90s", seconds(90), "90s"},
+      {"120s", minutes(2), "2m"},
+      {"1m", minutes(1), "1m"},
+      {"1.5m", seconds(90), "90s"},
+      {"2h", hours(2), "2h"},
+      {"0.0000000000025h", nanoseconds(9), "9ns"},
+      {"1000000000ns", seconds(1), "1s"},
+  };
+  for (const DurationCase& c : cases) {
+    SCOPED_TRACE(c.text);
+    EXPECT_EQ(ParseDuration(c.text), c.value);
+    EXPECT_EQ(FormatDuration(c.value), c.canonical);
+    EXPECT_EQ(ParseDuration(FormatDuration(c.value)), c.value);
+  }
+}
+
+TEST(DurationTest, Extremes) {
+  const nanoseconds max(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(ParseDuration(FormatDuration(max)), max);
+  EXPECT_THROW(ParseDuration("9223372036854775808ns"), std::invalid_argument);
+  EXPECT_EQ(FormatDuration(nanoseconds(0)), "0s");
+  EXPECT_EQ(FormatDuration(-seconds(3)), "-3s");
+}
+
+struct CpuListCase {
+  const char* text;
+  std::vector<int> cpus;
+  const char* canonical;  // FormatCpuList(cpus)
+};
+
+TEST(CpuListTest, ParseAndFormatRoundTrip) {
+  const CpuListCase cases[] = {
+      {"0", {0}, "0"},
+      {"0-1", {0, 1}, "0-1"},
+      {"0-3,8", {0, 1, 2, 3, 8}, "0-3,8"},
+      {"8,0-3", {0, 1, 2, 3, 8}, "0-3,8"},
+      {"1,1,0-1", {0, 1}, "0-1"},
+      {"0-1, 4 ,5", {0, 1, 4, 5}, "0-1,4-5"},
+      {"3-3", {3}, "3"},
+      {"0,2,4-6,9", {0, 2, 4, 5, 6, 9}, "0,2,4-6,9"},
+      {"65535", {65535}, "65535"},
+  };
+  for (const CpuListCase& c : cases) {
+    SCOPED_TRACE(c.text);
+    EXPECT_EQ(ParseCpuList(c.text), c.cpus);
+    EXPECT_EQ(FormatCpuList(c.cpus), c.canonical);
+    EXPECT_EQ(ParseCpuList(FormatCpuList(c.cpus)), c.cpus);
+  }
+  EXPECT_EQ(FormatCpuList({}), "");
+  EXPECT_EQ(FormatCpuList({5, 4, 4}), "4-5");
+}
+
+}  // namespace
+}  // namespace pmu::config

@@ -1,0 +1,100 @@
+#include "pmu/daemon/aggregator.h"
+
+#include <gtest/gtest.h>
+
+#include "pmu/daemon/exporter.h"
+
+namespace pmu::daemon {
+namespace {
+
+using collectors::GroupSample;
+
+std::shared_ptr<collectors::EventPlan> TwoEventPlan() {
+  auto plan = std::make_shared<collectors::EventPlan>();
+  plan->events.resize(3);
+  plan->events[0].name = "a";
+  plan->events[0].supported = true;
+  plan->events[0].group = 0;
+  plan->events[1].name = "b";
+  plan->events[1].supported = true;
+  plan->events[1].group = 0;
+  plan->events[2].name = "hw";
+  plan->events[2].supported = false;
+  plan->groups.push_back({"g", {0, 1}});
+  return plan;
+}
+
+GroupSample Reading(int cpu, uint32_t gen, uint64_t a, uint64_t b, uint64_t enabled,
+                    uint64_t running) {
+  GroupSample s;
+  s.cpu = cpu;
+  s.generation = gen;
+  s.count = 2;
+  s.values[0] = a;
+  s.values[1] = b;
+  s.time_enabled = enabled;
+  s.time_running = running;
+  return s;
+}
+
+TEST(Aggregator, ScalesEachIntervalByItsOwnEnabledOverRunning) {
+  Aggregator agg(TwoEventPlan(), 2);
+  agg.Ingest(Reading(0, 1, 100, 10, 1000, 1000));   // ratio 1: +100
+  agg.Ingest(Reading(0, 1, 150, 20, 2000, 1500));   // +50 * 1000/500 = +100
+  agg.Ingest(Reading(0, 1, 250, 30, 3000, 2500));   // ratio 1: +100
+  auto snap = agg.TakeSnapshot();
+  ASSERT_EQ(snap.cpus.size(), 1u);
+  EXPECT_DOUBLE_EQ(snap.cpus[0].events[0].count, 300);
+  EXPECT_DOUBLE_EQ(snap.cpus[0].events[1].count, 40);
+  EXPECT_DOUBLE_EQ(snap.cpus[0].events[0].enabled_seconds, 3000e-9);
+  EXPECT_DOUBLE_EQ(snap.cpus[0].events[0].running_seconds, 2500e-9);
+  EXPECT_DOUBLE_EQ(snap.cpus[0].events[0].last_running_ratio, 1.0);
+}
+
+TEST(Aggregator, IntervalWithZeroRunningAddsNothingButTimeEnabled) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(0, 1, 100, 0, 1000, 1000));
+  agg.Ingest(Reading(0, 1, 100, 0, 2000, 1000));  // enabled but never scheduled
+  auto t = agg.TakeSnapshot().cpus[0].events[0];
+  EXPECT_DOUBLE_EQ(t.count, 100);
+  EXPECT_DOUBLE_EQ(t.last_running_ratio, 0.0);
+  EXPECT_DOUBLE_EQ(t.enabled_seconds, 2000e-9);
+  EXPECT_DOUBLE_EQ(t.running_seconds, 1000e-9);
+}
+
+TEST(Aggregator, TotalsStayMonotonicWhenFdsAreReopened) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(0, 1, 1000, 0, 1000, 1000));
+  agg.Ingest(Reading(0, 2, 10, 0, 100, 100));  // new fds count from zero again
+  agg.Ingest(Reading(0, 2, 30, 0, 200, 200));
+  EXPECT_DOUBLE_EQ(agg.TakeSnapshot().cpus[0].events[0].count, 1030);
+}
+
+TEST(Aggregator, CounterGoingBackwardsIsTreatedAsRestartNotNegative) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(0, 1, 1000, 0, 1000, 1000));
+  agg.Ingest(Reading(0, 1, 5, 0, 10, 10));
+  EXPECT_DOUBLE_EQ(agg.TakeSnapshot().cpus[0].events[0].count, 1005);
+}
+
+TEST(Aggregator, IgnoresOutOfRangeCpusAndGroups) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(5, 1, 1, 1, 1, 1));
+  auto bad_group = Reading(0, 1, 1, 1, 1, 1);
+  bad_group.group = 9;
+  agg.Ingest(bad_group);
+  EXPECT_TRUE(agg.TakeSnapshot().cpus.empty());
+}
+
+TEST(Exporter, UnsupportedEventsAreNeverExportedAsCounts) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(0, 1, 100, 10, 1000, 1000));
+  std::string text = SerializeText(BuildFamilies(agg.TakeSnapshot()));
+  EXPECT_NE(text.find("pmu_event_supported{event=\"hw\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("pmu_events_total{cpu=\"0\",event=\"a\"} 100"), std::string::npos) << text;
+  EXPECT_EQ(text.find("pmu_events_total{cpu=\"0\",event=\"hw\"}"), std::string::npos) << text;
+  EXPECT_NE(text.find("pmu_exporter_build_info{"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pmu::daemon
