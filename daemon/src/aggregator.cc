@@ -48,6 +48,30 @@ void Aggregator::Ingest(const collectors::GroupSample& s) {
   }
 }
 
+void Aggregator::Seed(const AggregateSnapshot& previous) {
+  if (!previous.plan) return;
+  const auto& old_events = previous.plan->events;
+  std::lock_guard lock(mutex_);
+  for (size_t ev = 0; ev < plan_->events.size(); ++ev) {
+    const auto& now = plan_->events[ev];
+    if (!now.supported) continue;
+    for (size_t old = 0; old < old_events.size(); ++old) {
+      const auto& then = old_events[old];
+      if (then.name != now.name || !then.supported || then.attr.type != now.attr.type ||
+          then.attr.config != now.attr.config) {
+        continue;
+      }
+      for (const auto& cpu : previous.cpus) {
+        if (cpu.cpu < 0 || static_cast<size_t>(cpu.cpu) >= cpus_.size()) continue;
+        if (old >= cpu.events.size() || !cpu.events[old].seen) continue;
+        CpuState& state = cpus_[static_cast<size_t>(cpu.cpu)];
+        state.seen = true;
+        state.totals[ev] = cpu.events[old];
+      }
+    }
+  }
+}
+
 AggregateSnapshot Aggregator::TakeSnapshot() const {
   AggregateSnapshot snap;
   snap.plan = plan_;

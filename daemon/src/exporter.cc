@@ -34,9 +34,13 @@ void Add(MetricFamily& family, std::vector<ClientMetric::Label> labels, double v
 
 }  // namespace
 
-MetricsCollectable::MetricsCollectable(SnapshotSource source) : source_(std::move(source)) {}
+MetricsCollectable::MetricsCollectable(FamiliesSource source) : source_(std::move(source)) {}
 
-std::vector<MetricFamily> MetricsCollectable::Collect() const { return BuildFamilies(source_()); }
+MetricFamily GaugeFamily(std::string name, std::string help, double value) {
+  MetricFamily f = Family(std::move(name), std::move(help), MetricType::Gauge);
+  Add(f, {}, value);
+  return f;
+}
 
 std::vector<MetricFamily> BuildFamilies(const AggregateSnapshot& snap) {
   auto events = Family("pmu_events_total",

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -18,6 +19,7 @@
 #include "pmu/daemon/build_info.h"
 #include "pmu/daemon/cli.h"
 #include "pmu/daemon/exporter.h"
+#include "pmu/daemon/notify.h"
 #include "pmu/daemon/service.h"
 
 namespace {
@@ -64,23 +66,86 @@ int ListEvents(const std::string& pattern) {
   return kExitOk;
 }
 
-// Waits for SIGINT or SIGTERM (blocked in every thread). SIGHUP is accepted
-// and logged; configuration reload is not implemented yet.
-void WaitForTermination() {
+sigset_t HandledSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP received: configuration reload is not supported yet; ignoring");
-      continue;
+  return set;
+}
+
+pmu::config::Config LoadConfig(const std::string& path) {
+  if (path.empty()) return pmu::config::DefaultConfig();
+  pmu::config::ParseContext context{pmu::collectors::PossibleCpus()};
+  return pmu::config::LoadConfigFile(path, context);
+}
+
+std::string ReadyStatus(const pmu::daemon::Service& service) {
+  const auto& plan = service.pipeline().plan();
+  return "serving " + service.url() + ": " + std::to_string(plan.SupportedCount()) + " of " +
+         std::to_string(plan.events.size()) + " events on " +
+         std::to_string(service.pipeline().cpus().size()) + " CPUs";
+}
+
+// SIGHUP: parse and validate first; only a valid file replaces the running
+// configuration. An invalid one is logged (file:line:column: key) and the old
+// configuration keeps serving without a gap.
+void Reload(pmu::daemon::Service& service, const std::string& path,
+            const pmu::daemon::Notifier& notifier) {
+  notifier.Reloading();
+  if (path.empty()) {
+    spdlog::info("SIGHUP: running on the built-in default configuration; nothing to reload");
+  } else {
+    try {
+      pmu::config::Config next = LoadConfig(path);
+      spdlog::set_level(ToSpdlog(next.log.level));
+      service.Reload(next);
+    } catch (const pmu::config::ConfigError& e) {
+      service.RecordFailedReload();
+      spdlog::error("reload rejected, keeping the running configuration: invalid configuration: {}",
+                    e.what());
+    } catch (const std::exception& e) {
+      spdlog::error("reload failed, keeping the running configuration: {}", e.what());
     }
-    spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    return;
+  }
+  notifier.Ready(ReadyStatus(service));
+}
+
+// Runs until SIGINT or SIGTERM (blocked in every thread; only this loop takes
+// them). Feeds the systemd watchdog only while the sampler thread proves it
+// is alive, so a stuck pipeline, not just a live process, stops the pings.
+void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
+              const pmu::daemon::Notifier& notifier) {
+  using namespace std::chrono;
+  const sigset_t set = HandledSignals();
+  const auto watchdog = notifier.watchdog_interval();
+  const nanoseconds tick = watchdog ? duration_cast<nanoseconds>(*watchdog) / 4 : seconds(1);
+  bool stalled = false;
+  for (;;) {
+    const timespec timeout{static_cast<time_t>(tick.count() / 1000000000),
+                           static_cast<long>(tick.count() % 1000000000)};
+    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      notifier.Stopping();
+      return;
+    }
+    if (sig == SIGHUP) Reload(service, config_path, notifier);
+    if (watchdog) {
+      const bool healthy = service.SamplerHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
+      if (healthy) notifier.Watchdog();
+      if (healthy == stalled) {
+        stalled = !healthy;
+        if (stalled) {
+          spdlog::error("sampler thread has not made progress for {} ms; withholding the "
+                        "watchdog ping",
+                        duration_cast<milliseconds>(service.SamplerHeartbeatAge()).count());
+        } else {
+          spdlog::info("sampler thread is making progress again");
+        }
+      }
+    }
   }
 }
 
@@ -94,11 +159,15 @@ int RunOnce(const pmu::config::Config& config) {
   return kExitOk;
 }
 
-int Serve(const pmu::config::Config& config) {
+int Serve(const pmu::config::Config& config, const std::string& config_path) {
+  pmu::daemon::Notifier notifier;
   pmu::daemon::Service service(config);
+  if (auto wd = notifier.watchdog_interval()) service.set_heartbeat_period(*wd / 4);
   service.Start();
   service.Serve();
-  WaitForTermination();
+  // Ready only now: the endpoint listens and the first reading is in.
+  notifier.Ready(ReadyStatus(service));
+  MainLoop(service, config_path, notifier);
   service.Stop();
   spdlog::info("stopped");
   return kExitOk;
@@ -109,11 +178,7 @@ int Serve(const pmu::config::Config& config) {
 int main(int argc, char** argv) {
   // Block the termination signals before any thread exists, so every thread
   // inherits the mask and only sigwait() in the main thread receives them.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGHUP);
+  const sigset_t set = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -142,12 +207,7 @@ int main(int argc, char** argv) {
 
     pmu::config::Config config;
     try {
-      if (opts.config_path.empty()) {
-        config = pmu::config::DefaultConfig();
-      } else {
-        pmu::config::ParseContext context{pmu::collectors::PossibleCpus()};
-        config = pmu::config::LoadConfigFile(opts.config_path, context);
-      }
+      config = LoadConfig(opts.config_path);
     } catch (const pmu::config::ConfigError& e) {
       spdlog::error("invalid configuration: {}", e.what());
       return kExitUsage;
@@ -160,7 +220,7 @@ int main(int argc, char** argv) {
     }
     spdlog::info("pmu-exporter {} ({}) starting with configuration {}", pmu::daemon::kVersion,
                  pmu::daemon::kRevision, config.source);
-    return opts.once ? RunOnce(config) : Serve(config);
+    return opts.once ? RunOnce(config) : Serve(config, opts.config_path);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return kExitFailure;

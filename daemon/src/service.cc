@@ -1,45 +1,51 @@
 #include "pmu/daemon/service.h"
 
-#include <prometheus/exposer.h>
-#include <spdlog/spdlog.h>
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <prometheus/exposer.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 
-#include "pmu/collectors/topology.h"
 #include "pmu/daemon/exporter.h"
 
 namespace pmu::daemon {
 namespace {
 
+int64_t SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double UnixSeconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // Connects to the listener and closes the connection at once; errors ignored.
-void PokeListener(bool ipv6, const std::string& host, int port) {
+void PokeListener(const config::ListenAddress& listen, int port) {
   if (port <= 0) return;
   sockaddr_storage ss{};
   socklen_t len = 0;
-  std::string target = host;
-  if (ipv6) {
+  if (listen.ipv6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     a->sin6_family = AF_INET6;
     a->sin6_port = htons(static_cast<uint16_t>(port));
-    if (target == "::") target = "::1";
-    inet_pton(AF_INET6, target.c_str(), &a->sin6_addr);
+    inet_pton(AF_INET6, listen.host == "::" ? "::1" : listen.host.c_str(), &a->sin6_addr);
     len = sizeof(*a);
   } else {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     a->sin_family = AF_INET;
     a->sin_port = htons(static_cast<uint16_t>(port));
-    if (target == "0.0.0.0") target = "127.0.0.1";
-    inet_pton(AF_INET, target.c_str(), &a->sin_addr);
+    inet_pton(AF_INET, listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host.c_str(),
+              &a->sin_addr);
     len = sizeof(*a);
   }
   int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -51,60 +57,32 @@ void PokeListener(bool ipv6, const std::string& host, int port) {
 }  // namespace
 
 Service::Service(config::Config config, collectors::PerfSyscalls& sys, std::string sysfs_root)
-    : config_(std::move(config)), sys_(sys), sysfs_root_(std::move(sysfs_root)) {}
+    : config_(std::move(config)), sys_(sys), sysfs_root_(std::move(sysfs_root)) {
+  status_.last_reload_success_unix_seconds = UnixSeconds();
+}
 
 Service::~Service() { Stop(); }
 
 void Service::Start() {
-  const std::vector<int> online = collectors::OnlineCpus(sysfs_root_);
-  const std::vector<int> possible = collectors::PossibleCpus(sysfs_root_);
-  std::vector<int> selected;
-  if (config_.sampling.all_cpus) {
-    selected = online;
-  } else {
-    for (int cpu : config_.sampling.cpus) {
-      if (std::binary_search(online.begin(), online.end(), cpu)) {
-        selected.push_back(cpu);
-      } else {
-        spdlog::warn("cpu {} is configured but offline; it is not sampled", cpu);
-      }
-    }
-  }
-  if (selected.empty()) throw std::runtime_error("none of the configured CPUs is online");
-
-  plan_ = std::make_shared<collectors::EventPlan>(
-      collectors::BuildEventPlan(config_.events, sys_, selected.front()));
-  if (plan_->SupportedCount() == 0) {
-    spdlog::warn("none of the {} configured events can be counted on this host; only "
-                 "pmu_event_supported is exported",
-                 plan_->events.size());
-  }
-
-  int slots = 1;
-  for (int cpu : possible) slots = std::max(slots, cpu + 1);
-  for (int cpu : selected) slots = std::max(slots, cpu + 1);
-  aggregator_ = std::make_unique<Aggregator>(plan_, slots);
-
-  size_t fds = 0;
-  for (int cpu : selected) {
-    counters_.push_back(std::make_unique<collectors::CpuCounters>(sys_, *plan_, cpu, 1));
-    fds += counters_.back()->open_fds();
-  }
-  spdlog::info("counting {} of {} events in {} groups on {} CPUs ({} perf fds), every {}",
-               plan_->SupportedCount(), plan_->events.size(), plan_->groups.size(),
-               selected.size(), fds, config::FormatDuration(config_.sampling.interval));
-  SampleOnce();
+  pipeline_ = std::make_unique<Pipeline>(config_, sys_, sysfs_root_, nullptr);
+  pipeline_->SampleOnce();
 }
 
 void Service::SampleOnce() {
-  for (auto& cpu : counters_) {
-    cpu->ReadAll([this](const collectors::GroupSample& s) { aggregator_->Ingest(s); });
-  }
+  // Only the thread that owns sampling calls this, so the pipeline cannot be
+  // swapped underneath (Reload stops the sampler first).
+  pipeline_->SampleOnce();
 }
 
 AggregateSnapshot Service::Snapshot() const {
-  if (!aggregator_) return {};
-  return aggregator_->TakeSnapshot();
+  std::shared_lock lock(pipeline_mutex_);
+  if (!pipeline_) return {};
+  return pipeline_->Snapshot();
+}
+
+ServiceStatus Service::Status() const {
+  std::lock_guard lock(status_mutex_);
+  return status_;
 }
 
 std::string Service::url() const {
@@ -113,49 +91,135 @@ std::string Service::url() const {
   return "http://" + host + ":" + std::to_string(bound_port_) + config_.exporter.metrics_path;
 }
 
-void Service::Serve() {
-  collectable_ = std::make_shared<MetricsCollectable>([this] { return Snapshot(); });
-  const std::string address = config_.exporter.listen.ToString();
+std::unique_ptr<prometheus::Exposer> Service::Bind(const config::ExporterConfig& exporter,
+                                                   int* port) {
+  const std::string address = exporter.listen.ToString();
+  std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer_ = std::make_unique<prometheus::Exposer>(address, 2);
+    exposer = std::make_unique<prometheus::Exposer>(address, 2);
   } catch (const std::exception& e) {
     throw std::runtime_error("cannot listen on " + address + ": " + e.what());
   }
-  exposer_->RegisterCollectable(collectable_, config_.exporter.metrics_path);
-  auto ports = exposer_->GetListeningPorts();
-  bound_port_ = ports.empty() ? config_.exporter.listen.port : ports.front();
-  if (!config_.exporter.port_file.empty()) WritePortFile(config_.exporter.port_file, bound_port_);
+  exposer->RegisterCollectable(collectable_, exporter.metrics_path);
+  auto ports = exposer->GetListeningPorts();
+  *port = ports.empty() ? exporter.listen.port : ports.front();
+  if (!exporter.port_file.empty()) WritePortFile(exporter.port_file, *port);
+  return exposer;
+}
+
+void Service::Serve() {
+  collectable_ = std::make_shared<MetricsCollectable>([this] {
+    auto families = BuildFamilies(Snapshot());
+    const ServiceStatus st = Status();
+    families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
+                                   "1 if the last configuration load (start-up or SIGHUP) "
+                                   "succeeded, 0 if it failed and the previous one is in use.",
+                                   st.last_reload_successful ? 1 : 0));
+    families.push_back(GaugeFamily("pmu_exporter_config_last_reload_success_timestamp_seconds",
+                                   "Unix time of the last successful configuration load.",
+                                   st.last_reload_success_unix_seconds));
+    return families;
+  });
+  exposer_ = Bind(config_.exporter, &bound_port_);
   spdlog::info("serving {}", url());
+  StartSampler();
+}
+
+void Service::StartSampler() {
   {
     std::lock_guard lock(stop_mutex_);
     stop_ = false;
   }
+  heartbeat_ns_ = SteadyNanos();
   sampler_ = std::thread([this] { SamplerLoop(); });
 }
 
-void Service::SamplerLoop() {
-  const auto interval = config_.sampling.interval;
-  auto next = std::chrono::steady_clock::now() + interval;
-  std::unique_lock lock(stop_mutex_);
-  while (!stop_cv_.wait_until(lock, next, [this] { return stop_; })) {
-    lock.unlock();
-    SampleOnce();
-    lock.lock();
-    next += interval;
-    const auto now = std::chrono::steady_clock::now();
-    if (next < now) next = now + interval;  // fell behind: do not burst
-  }
-}
-
-void Service::Stop() {
+void Service::StopSampler() {
   {
     std::lock_guard lock(stop_mutex_);
     stop_ = true;
   }
   stop_cv_.notify_all();
   if (sampler_.joinable()) sampler_.join();
-  StopExposer();
-  counters_.clear();  // closes every perf fd
+}
+
+std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
+  return std::chrono::nanoseconds(SteadyNanos() - heartbeat_ns_.load());
+}
+
+void Service::SamplerLoop() {
+  const auto interval = config_.sampling.interval;
+  auto next = std::chrono::steady_clock::now() + interval;
+  std::unique_lock lock(stop_mutex_);
+  for (;;) {
+    // Wake at least every heartbeat period so a long interval still proves
+    // that this thread is alive and not stuck in a read.
+    const auto wake = std::min(next, std::chrono::steady_clock::now() + heartbeat_period_);
+    if (stop_cv_.wait_until(lock, wake, [this] { return stop_; })) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next) {
+      lock.unlock();
+      SampleOnce();
+      lock.lock();
+      next += interval;
+      if (next < std::chrono::steady_clock::now()) {
+        next = std::chrono::steady_clock::now() + interval;  // fell behind: no burst
+      }
+    }
+    heartbeat_ns_ = SteadyNanos();
+  }
+}
+
+void Service::RecordFailedReload() {
+  std::lock_guard lock(status_mutex_);
+  status_.last_reload_successful = false;
+}
+
+void Service::Reload(const config::Config& next) {
+  StopSampler();
+  // Everything that can fail happens before anything is swapped, so a
+  // failure leaves the old configuration running untouched.
+  std::unique_ptr<Pipeline> fresh;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  int port = bound_port_;
+  try {
+    pipeline_->SampleOnce();  // the latest deltas, so carried totals are current
+    const AggregateSnapshot last = pipeline_->Snapshot();
+    fresh = std::make_unique<Pipeline>(next, sys_, sysfs_root_, &last);
+    fresh->SampleOnce();
+    const bool rebind = !(next.exporter.listen == config_.exporter.listen) ||
+                        next.exporter.metrics_path != config_.exporter.metrics_path;
+    if (rebind && exposer_) {
+      // Free the old address first when only the path changes.
+      if (next.exporter.listen == config_.exporter.listen) StopExposer();
+      exposer = Bind(next.exporter, &port);
+    } else if (!next.exporter.port_file.empty() &&
+               next.exporter.port_file != config_.exporter.port_file) {
+      WritePortFile(next.exporter.port_file, bound_port_);
+    }
+  } catch (const std::exception&) {
+    RecordFailedReload();
+    if (!exposer_ && collectable_) exposer_ = Bind(config_.exporter, &bound_port_);
+    StartSampler();
+    throw;
+  }
+  {
+    std::unique_lock lock(pipeline_mutex_);
+    pipeline_ = std::move(fresh);  // old fds close here
+  }
+  if (exposer) {
+    StopExposer();
+    exposer_ = std::move(exposer);
+    bound_port_ = port;
+  }
+  config_ = next;
+  {
+    std::lock_guard lock(status_mutex_);
+    status_.last_reload_successful = true;
+    status_.last_reload_success_unix_seconds = UnixSeconds();
+  }
+  spdlog::info("configuration reloaded from {}; serving {}", config_.source, url());
+  StartSampler();
 }
 
 // civetweb's master thread notices a stop only when its poll() on the
@@ -166,16 +230,24 @@ void Service::Stop() {
 void Service::StopExposer() {
   if (!exposer_) return;
   std::atomic<bool> done{false};
-  std::thread waker([this, &done] {
-    const auto& listen = config_.exporter.listen;
+  const config::ListenAddress listen = config_.exporter.listen;
+  const int port = bound_port_;
+  std::thread waker([&done, listen, port] {
     while (!done.load()) {
-      PokeListener(listen.ipv6, listen.host, bound_port_);
+      PokeListener(listen, port);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   });
   exposer_.reset();
   done = true;
   waker.join();
+}
+
+void Service::Stop() {
+  StopSampler();
+  StopExposer();
+  std::unique_lock lock(pipeline_mutex_);
+  pipeline_.reset();  // closes every perf fd
 }
 
 void WritePortFile(const std::string& path, int port) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -33,8 +34,17 @@ class FakePerf : public collectors::PerfSyscalls {
     ++opens_;
     return fd;
   }
+  // While blocked, every Read waits (a wedged PMU read, for watchdog tests).
+  void BlockReads(bool block) {
+    {
+      std::lock_guard lock(mu_);
+      blocked_ = block;
+    }
+    cv_.notify_all();
+  }
   ssize_t Read(int fd, void* buf, size_t len) override {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return !blocked_; });
     if (!open_.count(fd)) return -EBADF;
     size_t members = 0;
     for (auto [f, leader] : leaders_) members += (f == fd || leader == fd) && open_.count(f);
@@ -61,6 +71,8 @@ class FakePerf : public collectors::PerfSyscalls {
 
  private:
   std::mutex mu_;
+  std::condition_variable cv_;
+  bool blocked_ = false;
   std::map<std::tuple<uint32_t, uint64_t, int>, int> failures_;
   std::set<int> open_;
   std::map<int, int> leaders_;

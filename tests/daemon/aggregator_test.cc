@@ -86,6 +86,22 @@ TEST(Aggregator, IgnoresOutOfRangeCpusAndGroups) {
   EXPECT_TRUE(agg.TakeSnapshot().cpus.empty());
 }
 
+TEST(Aggregator, SeedCarriesTotalsOfEventsWithTheSameNameAndEncoding) {
+  auto old_plan = TwoEventPlan();
+  old_plan->events[1].attr.config = 7;
+  Aggregator old_agg(old_plan, 1);
+  old_agg.Ingest(Reading(0, 1, 100, 10, 1000, 1000));
+  auto next_plan = TwoEventPlan();
+  next_plan->events[1].attr.config = 8;  // same name, different event: starts over
+  Aggregator next(next_plan, 1);
+  next.Seed(old_agg.TakeSnapshot());
+  next.Ingest(Reading(0, 2, 5, 1, 100, 100));  // fresh fds count from zero
+  auto t = next.TakeSnapshot().cpus.at(0).events;
+  EXPECT_DOUBLE_EQ(t[0].count, 105);
+  EXPECT_DOUBLE_EQ(t[1].count, 1);
+  EXPECT_DOUBLE_EQ(t[0].enabled_seconds, 1100e-9);
+}
+
 TEST(Exporter, UnsupportedEventsAreNeverExportedAsCounts) {
   Aggregator agg(TwoEventPlan(), 1);
   agg.Ingest(Reading(0, 1, 100, 10, 1000, 1000));

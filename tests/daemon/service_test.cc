@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
+
+#include "../collectors/fake_perf.h"
 
 namespace pmu::daemon {
 namespace {
@@ -27,7 +30,7 @@ TEST(Service, OpensPerCpuCountersAndStopClosesEveryPerfFd) {
   Service service(cfg);
   service.Start();
   const auto snap = service.Snapshot();
-  size_t supported = service.plan().SupportedCount();
+  size_t supported = service.pipeline().plan().SupportedCount();
   if (supported == 0) GTEST_SKIP() << "no event of the default set can be counted here";
   EXPECT_GT(CountPerfFds(), before);
   EXPECT_EQ(snap.cpus.size(), static_cast<size_t>(sysconf(_SC_NPROCESSORS_ONLN)));
@@ -35,6 +38,29 @@ TEST(Service, OpensPerCpuCountersAndStopClosesEveryPerfFd) {
   EXPECT_GT(service.bound_port(), 0);
   service.Stop();
   EXPECT_EQ(CountPerfFds(), before);
+}
+
+TEST(Service, StuckSamplerStopsTheHeartbeatThatFeedsTheWatchdog) {
+  pmu::testing::FakePerf perf;
+  config::Config cfg = config::DefaultConfig();
+  cfg.exporter.listen.port = 0;
+  cfg.sampling.interval = std::chrono::milliseconds(20);
+  cfg.events = {{"cs", "context-switches", "", 0, 0}};
+  Service service(cfg, perf);
+  service.set_heartbeat_period(std::chrono::milliseconds(10));
+  service.Start();
+  service.Serve();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_LT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(100));
+  perf.BlockReads(true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_GT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(200))
+      << "a sampler wedged in read() still looks alive";
+  perf.BlockReads(false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_LT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(100));
+  service.Stop();
+  EXPECT_EQ(perf.open_count(), 0u);
 }
 
 TEST(Service, PortFileIsWrittenAtomically) {

@@ -209,13 +209,13 @@ HttpResponse HttpGet(const std::string& host, int port, const std::string& path,
 
 std::optional<int> WaitForPortFile(const std::string& path, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
+  for (;;) {  // at least one look, even with a zero timeout
     std::ifstream in(path);
     int port = 0;
     if (in >> port && port > 0) return port;
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  return std::nullopt;
 }
 
 int FreeLoopbackPort() {

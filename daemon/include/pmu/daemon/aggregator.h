@@ -47,6 +47,13 @@ class Aggregator {
   Aggregator(std::shared_ptr<const collectors::EventPlan> plan, int cpu_slots);
 
   void Ingest(const collectors::GroupSample& sample);
+
+  // Carries totals over from another plan's snapshot (a reload): an event
+  // of this plan takes the totals of the event with the same name in
+  // `previous` when both are supported and encode to the same perf_event_attr
+  // type and config; everything else starts at zero. The next reading of
+  // each CPU counts from zero (new fds). Call before the first Ingest.
+  void Seed(const AggregateSnapshot& previous);
   AggregateSnapshot TakeSnapshot() const;
 
   uint64_t samples_ingested() const;

@@ -7,6 +7,7 @@
 //   pmu_event_running_seconds_total{cpu,event}     counter
 //   pmu_event_supported{event}                     gauge 1/0, every configured event
 //   pmu_exporter_build_info{version,revision}      gauge 1
+// The Service adds its own families (reload status) through the source.
 // Unsupported events appear only in pmu_event_supported (never as a count).
 //
 // Thread safety: Collect() may run on any number of HTTP threads at once.
@@ -26,17 +27,20 @@ namespace pmu::daemon {
 
 class MetricsCollectable : public prometheus::Collectable {
  public:
-  using SnapshotSource = std::function<AggregateSnapshot()>;
-  explicit MetricsCollectable(SnapshotSource source);
+  using FamiliesSource = std::function<std::vector<prometheus::MetricFamily>()>;
+  explicit MetricsCollectable(FamiliesSource source);
 
-  std::vector<prometheus::MetricFamily> Collect() const override;
+  std::vector<prometheus::MetricFamily> Collect() const override { return source_(); }
 
  private:
-  SnapshotSource source_;
+  FamiliesSource source_;
 };
 
-// Builds the families for one snapshot (shared by Collect and --once).
+// Builds the counter families for one snapshot (shared by the endpoint and --once).
 std::vector<prometheus::MetricFamily> BuildFamilies(const AggregateSnapshot& snapshot);
+
+// One family holding a single unlabelled gauge sample.
+prometheus::MetricFamily GaugeFamily(std::string name, std::string help, double value);
 
 // Text exposition format of `families`.
 std::string SerializeText(const std::vector<prometheus::MetricFamily>& families);

@@ -1,28 +1,28 @@
-// Service: the running exporter. Wires collectors, the aggregator and the
-// Prometheus endpoint together; owns the sampler thread.
+// Service: the running exporter. Owns the current Pipeline, the sampler
+// thread and the Prometheus endpoint, and applies reloads.
 //
-// Life cycle (main thread): construct -> Start() -> Serve() -> ... -> Stop().
-// Start() probes events, opens per-CPU counters and takes the first reading;
-// Serve() binds the HTTP endpoint and starts sampling every interval.
-// Stop() is idempotent, returns within one sampler tick, closes every perf fd.
+// Life cycle (main thread): construct -> Start() -> Serve() -> [Reload()]...
+// -> Stop(). Start() builds the pipeline and takes the first reading; Serve()
+// binds the endpoint and starts sampling every interval. Stop() is idempotent,
+// returns within milliseconds and closes every perf fd.
 //
-// Thread safety: the life-cycle calls belong to one thread; Snapshot() may be
-// called from any thread.
+// Thread safety: Start/Serve/Reload/Stop belong to one thread (main);
+// Snapshot, Status and SamplerHeartbeatAge may be called from any thread.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
-#include "pmu/collectors/cpu_counters.h"
-#include "pmu/collectors/event_plan.h"
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/aggregator.h"
+#include "pmu/daemon/pipeline.h"
 
 namespace prometheus {
 class Exposer;
@@ -31,6 +31,12 @@ class Exposer;
 namespace pmu::daemon {
 
 class MetricsCollectable;
+
+// Service-level facts exported beside the counters.
+struct ServiceStatus {
+  bool last_reload_successful = true;
+  double last_reload_success_unix_seconds = 0;  // start-up counts as a successful load
+};
 
 class Service {
  public:
@@ -48,24 +54,45 @@ class Service {
   // Binds the endpoint (throws std::runtime_error naming the address on
   // failure), writes the port file, starts the sampler thread.
   void Serve();
+  // Applies a validated configuration. On failure (e.g. the new address
+  // cannot be bound) throws std::runtime_error and the old configuration
+  // keeps running untouched. Records the outcome in Status() either way.
+  void Reload(const config::Config& next);
+  // Records a reload that failed before reaching Reload() (invalid file).
+  void RecordFailedReload();
   void Stop();
+
+  // How often the sampler thread proves it is alive even when the sampling
+  // interval is longer (set before Serve(); the watchdog uses it).
+  void set_heartbeat_period(std::chrono::nanoseconds period) { heartbeat_period_ = period; }
+  // Time since the sampler thread last completed a loop iteration; the
+  // watchdog is fed only while this stays small.
+  std::chrono::nanoseconds SamplerHeartbeatAge() const;
 
   int bound_port() const { return bound_port_; }
   std::string url() const;
   AggregateSnapshot Snapshot() const;
-  const collectors::EventPlan& plan() const { return *plan_; }
+  ServiceStatus Status() const;
   const config::Config& config() const { return config_; }
+  // Valid between Start() and Stop(); main thread only.
+  const Pipeline& pipeline() const { return *pipeline_; }
 
  private:
   void SamplerLoop();
+  void StartSampler();
+  void StopSampler();
+  std::unique_ptr<prometheus::Exposer> Bind(const config::ExporterConfig& exporter, int* port);
   void StopExposer();
 
   config::Config config_;
   collectors::PerfSyscalls& sys_;
   std::string sysfs_root_;
-  std::shared_ptr<const collectors::EventPlan> plan_;
-  std::vector<std::unique_ptr<collectors::CpuCounters>> counters_;
-  std::unique_ptr<Aggregator> aggregator_;
+
+  mutable std::shared_mutex pipeline_mutex_;  // guards pipeline_ swaps vs. Snapshot()
+  std::unique_ptr<Pipeline> pipeline_;
+  mutable std::mutex status_mutex_;
+  ServiceStatus status_;
+
   std::shared_ptr<MetricsCollectable> collectable_;
   std::unique_ptr<prometheus::Exposer> exposer_;
   int bound_port_ = 0;
@@ -74,6 +101,8 @@ class Service {
   std::mutex stop_mutex_;
   std::condition_variable stop_cv_;
   bool stop_ = false;
+  std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
+  std::atomic<int64_t> heartbeat_ns_{0};
 };
 
 // Writes `port` followed by a newline to `path` atomically (temp + rename).
