@@ -22,10 +22,13 @@
 namespace pmu::config {
 namespace {
 
-constexpr std::array<std::string_view, 4> kRootKeys{"exporter", "sampling", "log", "events"};
+constexpr std::array<std::string_view, 5> kRootKeys{"exporter", "sampling", "log", "stats",
+                                                    "events"};
 constexpr std::array<std::string_view, 3> kExporterKeys{"listen", "metrics_path", "port_file"};
 constexpr std::array<std::string_view, 2> kSamplingKeys{"interval", "cpus"};
 constexpr std::array<std::string_view, 1> kLogKeys{"level"};
+constexpr std::array<std::string_view, 4> kStatsKeys{"proc_stat", "softirqs", "schedstat",
+                                                     "cpufreq"};
 constexpr std::array<std::string_view, 3> kEventKeys{"name", "event", "group"};
 
 constexpr std::array<std::string_view, 8> kDefaultEvents{
@@ -142,6 +145,7 @@ class Validator {
       ReadSampling(*sampling, config.sampling);
     }
     if (const toml::table* log = Table(root, "", "log")) ReadLog(*log, config.log);
+    if (const toml::table* stats = Table(root, "", "stats")) ReadStats(*stats, config.stats);
     if (const toml::node* events = root.get("events")) {
       config.events = ReadEvents(*events);
     } else {
@@ -265,6 +269,27 @@ class Validator {
       Fail(level->source(), "log.level",
            "unknown log level '" + level->get() + "' (expected trace, debug, info, warn or error)");
     }
+  }
+
+  // The boolean value `name` of `table` stored into `out`; left alone when absent.
+  void Boolean(const toml::table& table, const std::string& path, std::string_view name,
+               bool& out) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) return;
+    if (!node->is_boolean()) {
+      Fail(node->source(), JoinKey(path, name),
+           "expected a boolean (true or false), got " + std::string(TypeName(node->type())));
+    }
+    out = node->as_boolean()->get();
+  }
+
+  void ReadStats(const toml::table& table, StatsConfig& out) const {
+    const std::string path = "stats";
+    RejectUnknownKeys(table, path, kStatsKeys);
+    Boolean(table, path, "proc_stat", out.proc_stat);
+    Boolean(table, path, "softirqs", out.softirqs);
+    Boolean(table, path, "schedstat", out.schedstat);
+    Boolean(table, path, "cpufreq", out.cpufreq);
   }
 
   std::vector<EventSpec> ReadEvents(const toml::node& node) const {

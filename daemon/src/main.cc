@@ -154,7 +154,7 @@ int RunOnce(const pmu::config::Config& config) {
   service.Start();
   std::this_thread::sleep_for(config.sampling.interval);
   service.SampleOnce();
-  std::cout << pmu::daemon::SerializeText(pmu::daemon::BuildFamilies(service.Snapshot()));
+  std::cout << pmu::daemon::SerializeText(service.CollectFamilies());
   service.Stop();
   return kExitOk;
 }

@@ -53,6 +53,10 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
     aggregator_->Seed(kept);
   }
 
+  // An empty CPU list means "every CPU the kernel lists", which follows
+  // hotplug without extra work.
+  stats_ = std::make_unique<KernelStatsCollector>(
+      config.stats, sysfs_root, config.sampling.all_cpus ? std::vector<int>{} : cpus_);
   for (int cpu : cpus_) {
     counters_.push_back(std::make_unique<collectors::CpuCounters>(sys, *plan_, cpu, 1));
   }

@@ -107,19 +107,28 @@ std::unique_ptr<prometheus::Exposer> Service::Bind(const config::ExporterConfig&
   return exposer;
 }
 
+std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
+  std::vector<prometheus::MetricFamily> families;
+  {
+    std::shared_lock lock(pipeline_mutex_);
+    if (pipeline_) {
+      families = BuildFamilies(pipeline_->Snapshot());
+      for (auto& f : pipeline_->KernelStatsFamilies()) families.push_back(std::move(f));
+    }
+  }
+  const ServiceStatus st = Status();
+  families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
+                                 "1 if the last configuration load (start-up or SIGHUP) "
+                                 "succeeded, 0 if it failed and the previous one is in use.",
+                                 st.last_reload_successful ? 1 : 0));
+  families.push_back(GaugeFamily("pmu_exporter_config_last_reload_success_timestamp_seconds",
+                                 "Unix time of the last successful configuration load.",
+                                 st.last_reload_success_unix_seconds));
+  return families;
+}
+
 void Service::Serve() {
-  collectable_ = std::make_shared<MetricsCollectable>([this] {
-    auto families = BuildFamilies(Snapshot());
-    const ServiceStatus st = Status();
-    families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
-                                   "1 if the last configuration load (start-up or SIGHUP) "
-                                   "succeeded, 0 if it failed and the previous one is in use.",
-                                   st.last_reload_successful ? 1 : 0));
-    families.push_back(GaugeFamily("pmu_exporter_config_last_reload_success_timestamp_seconds",
-                                   "Unix time of the last successful configuration load.",
-                                   st.last_reload_success_unix_seconds));
-    return families;
-  });
+  collectable_ = std::make_shared<MetricsCollectable>([this] { return CollectFamilies(); });
   exposer_ = Bind(config_.exporter, &bound_port_);
   spdlog::info("serving {}", url());
   StartSampler();

@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(Syntax, BadConfigTest, testing::ValuesIn(SyntaxCases())
 std::vector<BadCase> UnknownKeyCases() {
   return {
       {"RootNoSuggestion", "\nfoo = 1\n", 2, 1, "foo",
-       "unknown key 'foo' (known keys: exporter, sampling, log, events)"},
+       "unknown key 'foo' (known keys: exporter, sampling, log, stats, events)"},
       {"RootEventsTypo", "[[event]]\nname = \"a\"\n", 1, 3, "event",
        "unknown key 'event' (did you mean 'events'?)"},
       {"RootTableTypo", "[sampleing]\n", 1, 2, "sampleing", "(did you mean 'sampling'?)"},
@@ -132,6 +132,22 @@ std::vector<BadCase> WrongTypeCases() {
   };
 }
 INSTANTIATE_TEST_SUITE_P(WrongType, BadConfigTest, testing::ValuesIn(WrongTypeCases()), CaseName);
+
+std::vector<BadCase> StatsCases() {
+  return {
+      {"ProcStatInteger", "[stats]\nproc_stat = 1\n", 2, 13, "stats.proc_stat",
+       "expected a boolean (true or false), got an integer"},
+      {"SoftirqsString", "[stats]\nsoftirqs = \"no\"\n", 2, 12, "stats.softirqs",
+       "expected a boolean (true or false), got a string"},
+      {"CpufreqArray", "[stats]\ncpufreq = [true]\n", 2, 11, "stats.cpufreq", "got an array"},
+      {"NotTable", "stats = true\n", 1, 9, "stats", "expected a table, got a boolean"},
+      {"UnknownKeyTypo", "[stats]\nschedstats = true\n", 2, 1, "stats.schedstats",
+       "(did you mean 'schedstat'?)"},
+      {"UnknownKey", "[stats]\nnetwork = false\n", 2, 1, "stats.network",
+       "unknown key 'network' (known keys: proc_stat, softirqs, schedstat, cpufreq)"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Stats, BadConfigTest, testing::ValuesIn(StatsCases()), CaseName);
 
 std::vector<BadCase> DurationCases() {
   return {
@@ -334,6 +350,20 @@ group = "ipc"
   EXPECT_EQ(Summary(config),
             "config OK: test.toml: 2 events in 1 group, cpus 0-3,8, interval 1500ms, "
             "listen 0.0.0.0:0/pmu/metrics");
+}
+
+TEST(ParseConfigTest, StatsSwitches) {
+  EXPECT_EQ(Parse("").stats, StatsConfig{});
+  EXPECT_TRUE(StatsConfig{}.proc_stat && StatsConfig{}.softirqs && StatsConfig{}.schedstat &&
+              StatsConfig{}.cpufreq);
+  const Config config = Parse("[stats]\nschedstat = false\ncpufreq = false\n");
+  EXPECT_TRUE(config.stats.proc_stat);
+  EXPECT_TRUE(config.stats.softirqs);
+  EXPECT_FALSE(config.stats.schedstat);
+  EXPECT_FALSE(config.stats.cpufreq);
+  EXPECT_NE(config, DefaultConfig());
+  EXPECT_EQ(Parse("[stats]\nproc_stat = false\nsoftirqs = false\n").stats,
+            (StatsConfig{false, false, true, true}));
 }
 
 TEST(ParseConfigTest, InlineEventsAndAllCpus) {

@@ -15,6 +15,8 @@
 //   [sampling] interval = duration string (see ParseDuration), cpus = "all"
 //              or a CPU list (see ParseCpuList) of CPUs that exist
 //   [log]      level = "trace" | "debug" | "info" | "warn" | "error"
+//   [stats]    proc_stat, softirqs, schedstat, cpufreq = booleans (default
+//              true): which per-CPU kernel statistics sources are exported
 //   [[events]] name = label value (required, unique, [A-Za-z0-9_.:-]+),
 //              event = libpfm4 event string (required, non-empty),
 //              group = "" (events sharing a non-empty group are one perf group)
@@ -107,16 +109,28 @@ struct LogConfig {
   bool operator==(const LogConfig&) const = default;
 };
 
+// Per-CPU kernel statistics sources (collectors/kernel_stats.h). A source
+// that is enabled but absent on the host is reported, not an error.
+struct StatsConfig {
+  bool proc_stat = true;  // /proc/stat: CPU time per mode
+  bool softirqs = true;   // /proc/softirqs
+  bool schedstat = true;  // /proc/schedstat: run-queue wait, running time
+  bool cpufreq = true;    // /sys/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq
+  bool operator==(const StatsConfig&) const = default;
+};
+
 struct Config {
   std::string source = "<built-in default>";  // path of the file, or the built-in marker
   ExporterConfig exporter;
   SamplingConfig sampling;
   LogConfig log;
+  StatsConfig stats;
   std::vector<EventSpec> events;
 
   // Equality ignores `source` and event positions.
   bool operator==(const Config& o) const {
-    return exporter == o.exporter && sampling == o.sampling && log == o.log && events == o.events;
+    return exporter == o.exporter && sampling == o.sampling && log == o.log &&
+           stats == o.stats && events == o.events;
   }
 };
 

@@ -1,5 +1,6 @@
 // Pipeline: everything one configuration collects with — the event plan, the
-// perf fds of every selected online CPU and the aggregator.
+// perf fds of every selected online CPU, the aggregator and the per-CPU
+// kernel statistics collector.
 //
 // A reload builds a new Pipeline next to the running one and seeds it from
 // the old one's final snapshot: events present in both (same name, same
@@ -19,6 +20,7 @@
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/aggregator.h"
+#include "pmu/daemon/stats_exporter.h"
 
 namespace pmu::daemon {
 
@@ -32,6 +34,8 @@ class Pipeline {
 
   void SampleOnce();
   AggregateSnapshot Snapshot() const { return aggregator_->TakeSnapshot(); }
+  // Per-CPU kernel statistics ([stats]), read at call time.
+  std::vector<prometheus::MetricFamily> KernelStatsFamilies() const { return stats_->Collect(); }
   const collectors::EventPlan& plan() const { return *plan_; }
   const std::vector<int>& cpus() const { return cpus_; }
   size_t open_fds() const;
@@ -41,6 +45,7 @@ class Pipeline {
   std::vector<int> cpus_;
   std::vector<std::unique_ptr<collectors::CpuCounters>> counters_;
   std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<KernelStatsCollector> stats_;
 };
 
 }  // namespace pmu::daemon

@@ -19,6 +19,8 @@
 #include <string>
 #include <thread>
 
+#include <prometheus/metric_family.h>
+
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/aggregator.h"
@@ -73,6 +75,8 @@ class Service {
   std::string url() const;
   AggregateSnapshot Snapshot() const;
   ServiceStatus Status() const;
+  // Everything /metrics serves: counters, kernel statistics, service status.
+  std::vector<prometheus::MetricFamily> CollectFamilies() const;
   const config::Config& config() const { return config_; }
   // Valid between Start() and Stop(); main thread only.
   const Pipeline& pipeline() const { return *pipeline_; }
