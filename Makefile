@@ -34,5 +34,12 @@ stress: build
 bench-rseq: build
 	$(BUILD)/bench/rseq/bench_rseq
 
+# Debian package of a Release build: $(BUILD)/pmu-exporter_<version>_<arch>.deb
+# (packaging/CMakeLists.txt configures CPack).
+package: BUILD_TYPE = Release
+package: build
+	cd $(BUILD) && cpack -G DEB
+
 clean:
 	rm -rf $(BUILD)
+

@@ -2,6 +2,7 @@
 // header shows only plain values.
 #include "pmu/config/config.h"
 
+#include <crypt.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -22,11 +23,20 @@
 namespace pmu::config {
 namespace {
 
-constexpr std::array<std::string_view, 5> kRootKeys{"exporter", "sampling", "log", "stats",
+constexpr std::array<std::string_view, 6> kRootKeys{"exporter", "sampling", "log", "stats", "web",
                                                     "events"};
 constexpr std::array<std::string_view, 3> kExporterKeys{"listen", "metrics_path", "port_file"};
 constexpr std::array<std::string_view, 2> kSamplingKeys{"interval", "cpus"};
-constexpr std::array<std::string_view, 1> kLogKeys{"level"};
+constexpr std::array<std::string_view, 2> kLogKeys{"level", "target"};
+constexpr std::array<std::string_view, 7> kWebKeys{
+    "tls_cert_file",   "tls_key_file",    "users",       "max_connections",
+    "max_request_bytes", "request_timeout", "idle_timeout"};
+constexpr std::array<std::string_view, 2> kWebUserKeys{"name", "password_hash"};
+constexpr std::array<std::pair<LogTarget, std::string_view>, 3> kLogTargets{{
+    {LogTarget::kAuto, "auto"},
+    {LogTarget::kStderr, "stderr"},
+    {LogTarget::kJournald, "journald"},
+}};
 constexpr std::array<std::string_view, 4> kStatsKeys{"proc_stat", "softirqs", "schedstat",
                                                      "cpufreq"};
 constexpr std::array<std::string_view, 3> kEventKeys{"name", "event", "group"};
@@ -118,6 +128,13 @@ std::string_view TypeName(toml::node_type type) {
   return "an unknown type";
 }
 
+// A full crypt(3) hash with a method libcrypt enables ("*" and "!" locked
+// entries and bare salts are refused).
+bool IsCryptHash(const std::string& hash) {
+  if (hash.size() < 13 || hash.front() != '$') return false;
+  return crypt_checksalt(hash.c_str()) == CRYPT_SALT_OK;
+}
+
 bool IsEventNameChar(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
          c == '.' || c == ':' || c == '-';
@@ -146,6 +163,7 @@ class Validator {
     }
     if (const toml::table* log = Table(root, "", "log")) ReadLog(*log, config.log);
     if (const toml::table* stats = Table(root, "", "stats")) ReadStats(*stats, config.stats);
+    if (const toml::table* web = Table(root, "", "web")) ReadWeb(*web, config.web);
     if (const toml::node* events = root.get("events")) {
       config.events = ReadEvents(*events);
     } else {
@@ -260,15 +278,111 @@ class Validator {
     const std::string path = "log";
     RejectUnknownKeys(table, path, kLogKeys);
     if (const auto* level = String(table, path, "level", "\"info\"")) {
-      for (const auto& [value, name] : kLogLevels) {
-        if (level->get() == name) {
-          out.level = value;
-          return;
+      out.level = Choice(*level, "log.level", "log level", kLogLevels,
+                         "trace, debug, info, warn or error");
+    }
+    if (const auto* target = String(table, path, "target", "\"auto\"")) {
+      out.target = Choice(*target, "log.target", "log target", kLogTargets,
+                          "auto, stderr or journald");
+    }
+  }
+
+  // The enumerator whose name equals the string value.
+  template <typename Enum, size_t N>
+  Enum Choice(const toml::value<std::string>& value, const std::string& key,
+              const std::string& noun,
+              const std::array<std::pair<Enum, std::string_view>, N>& choices,
+              const std::string& expected) const {
+    for (const auto& [enumerator, name] : choices) {
+      if (value.get() == name) return enumerator;
+    }
+    Fail(value.source(), key,
+         "unknown " + noun + " '" + value.get() + "' (expected " + expected + ")");
+  }
+
+  // An integer value `name` in [lo, hi] stored into `out`; left alone when absent.
+  void Integer(const toml::table& table, const std::string& path, std::string_view name,
+               int64_t lo, int64_t hi, int& out) const {
+    const toml::node* node = table.get(name);
+    if (node == nullptr) return;
+    if (!node->is_integer()) {
+      Fail(node->source(), JoinKey(path, name),
+           "expected an integer, got " + std::string(TypeName(node->type())));
+    }
+    const int64_t value = node->as_integer()->get();
+    if (value < lo || value > hi) {
+      Fail(node->source(), JoinKey(path, name),
+           std::to_string(value) + " is out of range [" + std::to_string(lo) + ", " +
+               std::to_string(hi) + "]");
+    }
+    out = static_cast<int>(value);
+  }
+
+  void ReadWeb(const toml::table& table, WebConfig& out) const {
+    const std::string path = "web";
+    RejectUnknownKeys(table, path, kWebKeys);
+    const auto* cert = String(table, path, "tls_cert_file", "\"/etc/pmu-exporter/tls.crt\"");
+    const auto* key = String(table, path, "tls_key_file", "\"/etc/pmu-exporter/tls.key\"");
+    if (cert != nullptr) out.tls_cert_file = cert->get();
+    if (key != nullptr) out.tls_key_file = key->get();
+    if (out.tls_cert_file.empty() != out.tls_key_file.empty()) {
+      const auto& where = cert != nullptr && !out.tls_cert_file.empty() ? cert->source()
+                          : key != nullptr                              ? key->source()
+                                                                        : table.source();
+      Fail(where, out.tls_cert_file.empty() ? "web.tls_cert_file" : "web.tls_key_file",
+           "TLS needs both tls_cert_file and tls_key_file (or neither for plain HTTP)");
+    }
+    Integer(table, path, "max_connections", 1, 65536, out.max_connections);
+    Integer(table, path, "max_request_bytes", 1024, 1 << 20, out.max_request_bytes);
+    if (const auto* t = String(table, path, "request_timeout", "\"10s\"")) {
+      out.request_timeout = ParseValue(*t, "web.request_timeout", ParseDuration);
+    }
+    if (const auto* t = String(table, path, "idle_timeout", "\"60s\"")) {
+      out.idle_timeout = ParseValue(*t, "web.idle_timeout", ParseDuration);
+    }
+    if (const toml::node* users = table.get("users")) out.users = ReadWebUsers(*users);
+  }
+
+  std::vector<WebUser> ReadWebUsers(const toml::node& node) const {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      Fail(node.source(), "web.users",
+           "expected an array of tables ([[web.users]] entries), got " +
+               std::string(TypeName(node.type())));
+    }
+    std::vector<WebUser> users;
+    int index = 0;
+    for (const toml::node& element : *array) {
+      const std::string path = "web.users[" + std::to_string(++index) + "]";
+      const toml::table* table = element.as_table();
+      if (table == nullptr) {
+        Fail(element.source(), path,
+             "expected a table with 'name' and 'password_hash', got " +
+                 std::string(TypeName(element.type())));
+      }
+      RejectUnknownKeys(*table, path, kWebUserKeys);
+      const auto* name = String(*table, path, "name", "\"prometheus\"");
+      if (name == nullptr) Fail(table->source(), path + ".name", "missing required key 'name'");
+      if (name->get().empty() || name->get().find(':') != std::string::npos) {
+        Fail(name->source(), path + ".name", "user name must be non-empty and contain no ':'");
+      }
+      for (const WebUser& earlier : users) {
+        if (earlier.name == name->get()) {
+          Fail(name->source(), path + ".name", "duplicate user '" + name->get() + "'");
         }
       }
-      Fail(level->source(), "log.level",
-           "unknown log level '" + level->get() + "' (expected trace, debug, info, warn or error)");
+      const auto* hash = String(*table, path, "password_hash", "\"$y$j9T$...\"");
+      if (hash == nullptr) {
+        Fail(table->source(), path + ".password_hash", "missing required key 'password_hash'");
+      }
+      if (!IsCryptHash(hash->get())) {
+        Fail(hash->source(), path + ".password_hash",
+             "not a crypt(3) password hash this system supports (expected e.g. '$y$...' or "
+             "'$2b$...'; make one with pmu-exporter --hash-password)");
+      }
+      users.push_back({name->get(), hash->get()});
     }
+    return users;
   }
 
   // The boolean value `name` of `table` stored into `out`; left alone when absent.
@@ -381,6 +495,13 @@ ConfigError::ConfigError(std::string file, int line, int column, std::string key
       column_(column),
       key_(std::move(key)),
       message_(std::move(message)) {}
+
+std::string_view ToString(LogTarget target) {
+  for (const auto& [value, name] : kLogTargets) {
+    if (value == target) return name;
+  }
+  return "auto";
+}
 
 std::string_view ToString(LogLevel level) {
   for (const auto& [value, name] : kLogLevels) {

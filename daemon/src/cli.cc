@@ -27,6 +27,8 @@ CliOptions ParseCli(int argc, const char* const* argv) {
       } else if (i + 1 < argc && argv[i + 1][0] != '-') {
         opts.list_pattern = argv[++i];
       }
+    } else if (arg == "--hash-password") {
+      opts.hash_password = true;
     } else if (arg == "--version" || arg == "-V") {
       opts.version = true;
     } else if (arg == "--help" || arg == "-h") {
@@ -36,8 +38,8 @@ CliOptions ParseCli(int argc, const char* const* argv) {
     }
   }
   if (static_cast<int>(opts.check_config) + static_cast<int>(opts.once) +
-          static_cast<int>(opts.list_events) > 1) {
-    throw CliError("--check-config, --once and --list-events cannot be combined");
+          static_cast<int>(opts.list_events) + static_cast<int>(opts.hash_password) > 1) {
+    throw CliError("--check-config, --once, --list-events and --hash-password cannot be combined");
   }
   return opts;
 }
@@ -52,6 +54,8 @@ std::string UsageText(const std::string& program) {
          "                          to standard output and exit\n"
          "      --list-events [PAT] list libpfm4 and perf generic events (substring PAT),\n"
          "                          marking those this host can open\n"
+         "      --hash-password     read a password from standard input (no echo on a\n"
+         "                          terminal) and print its yescrypt hash for [[web.users]]\n"
          "  -V, --version           print the version and exit\n"
          "  -h, --help              print this help and exit\n"
          "\n"

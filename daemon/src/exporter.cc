@@ -34,10 +34,14 @@ void Add(MetricFamily& family, std::vector<ClientMetric::Label> labels, double v
 
 }  // namespace
 
-MetricsCollectable::MetricsCollectable(FamiliesSource source) : source_(std::move(source)) {}
-
 MetricFamily GaugeFamily(std::string name, std::string help, double value) {
   MetricFamily f = Family(std::move(name), std::move(help), MetricType::Gauge);
+  Add(f, {}, value);
+  return f;
+}
+
+MetricFamily CounterFamily(std::string name, std::string help, double value) {
+  MetricFamily f = Family(std::move(name), std::move(help), MetricType::Counter);
   Add(f, {}, value);
   return f;
 }

@@ -1,7 +1,7 @@
 // pmu-exporter entry point: command line, configuration, logging, signals.
 #include <signal.h>
+#include <unistd.h>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
@@ -16,9 +16,11 @@
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
+#include "pmu/daemon/auth.h"
 #include "pmu/daemon/build_info.h"
 #include "pmu/daemon/cli.h"
 #include "pmu/daemon/exporter.h"
+#include "pmu/daemon/logging.h"
 #include "pmu/daemon/notify.h"
 #include "pmu/daemon/service.h"
 
@@ -29,23 +31,6 @@ using pmu::daemon::CliOptions;
 constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
-
-spdlog::level::level_enum ToSpdlog(pmu::config::LogLevel level) {
-  switch (level) {
-    case pmu::config::LogLevel::kTrace: return spdlog::level::trace;
-    case pmu::config::LogLevel::kDebug: return spdlog::level::debug;
-    case pmu::config::LogLevel::kInfo: return spdlog::level::info;
-    case pmu::config::LogLevel::kWarn: return spdlog::level::warn;
-    case pmu::config::LogLevel::kError: return spdlog::level::err;
-  }
-  return spdlog::level::info;
-}
-
-void SetUpLogging() {
-  auto logger = spdlog::stderr_color_mt("pmu-exporter");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
-  spdlog::set_default_logger(logger);
-}
 
 int ListEvents(const std::string& pattern) {
   auto& sys = pmu::collectors::DefaultPerfSyscalls();
@@ -99,7 +84,7 @@ void Reload(pmu::daemon::Service& service, const std::string& path,
   } else {
     try {
       pmu::config::Config next = LoadConfig(path);
-      spdlog::set_level(ToSpdlog(next.log.level));
+      pmu::daemon::ConfigureLogging(next.log);
       service.Reload(next);
     } catch (const pmu::config::ConfigError& e) {
       service.RecordFailedReload();
@@ -182,7 +167,7 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  SetUpLogging();
+  pmu::daemon::InitLogging();
   const std::string program = "pmu-exporter";
   CliOptions opts;
   try {
@@ -204,6 +189,15 @@ int main(int argc, char** argv) {
 
   try {
     if (opts.list_events) return ListEvents(opts.list_pattern);
+    if (opts.hash_password) {
+      const std::string password = pmu::daemon::ReadPassword(std::cin, STDIN_FILENO);
+      if (password.empty()) {
+        std::fprintf(stderr, "%s: empty password\n", program.c_str());
+        return kExitUsage;
+      }
+      std::cout << pmu::daemon::HashPassword(password) << "\n";
+      return kExitOk;
+    }
 
     pmu::config::Config config;
     try {
@@ -212,7 +206,7 @@ int main(int argc, char** argv) {
       spdlog::error("invalid configuration: {}", e.what());
       return kExitUsage;
     }
-    spdlog::set_level(ToSpdlog(config.log.level));
+    pmu::daemon::ConfigureLogging(config.log);
 
     if (opts.check_config) {
       std::cout << pmu::config::Summary(config) << "\n";

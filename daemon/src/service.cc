@@ -1,11 +1,6 @@
 #include "pmu/daemon/service.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -13,7 +8,9 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "pmu/daemon/auth.h"
 #include "pmu/daemon/exporter.h"
+#include "pmu/daemon/http_server.h"
 
 namespace pmu::daemon {
 namespace {
@@ -29,29 +26,9 @@ double UnixSeconds() {
       .count();
 }
 
-// Connects to the listener and closes the connection at once; errors ignored.
-void PokeListener(const config::ListenAddress& listen, int port) {
-  if (port <= 0) return;
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (listen.ipv6) {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-    a->sin6_family = AF_INET6;
-    a->sin6_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET6, listen.host == "::" ? "::1" : listen.host.c_str(), &a->sin6_addr);
-    len = sizeof(*a);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(static_cast<uint16_t>(port));
-    inet_pton(AF_INET, listen.host == "0.0.0.0" ? "127.0.0.1" : listen.host.c_str(),
-              &a->sin_addr);
-    len = sizeof(*a);
-  }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return;
-  (void)connect(fd, reinterpret_cast<sockaddr*>(&ss), len);
-  close(fd);
+std::string MetricsPageHtml(const std::string& metrics_path) {
+  return "<!DOCTYPE html><html><head><title>pmu-exporter</title></head><body>"
+         "<h1>pmu-exporter</h1><p><a href=\"" + metrics_path + "\">Metrics</a></p></body></html>\n";
 }
 
 }  // namespace
@@ -88,23 +65,48 @@ ServiceStatus Service::Status() const {
 std::string Service::url() const {
   const auto& l = config_.exporter.listen;
   std::string host = l.ipv6 ? "[" + l.host + "]" : l.host;
-  return "http://" + host + ":" + std::to_string(bound_port_) + config_.exporter.metrics_path;
+  return std::string(config_.web.tls_cert_file.empty() ? "http" : "https") + "://" + host + ":" + std::to_string(bound_port_) + config_.exporter.metrics_path;
 }
 
-std::unique_ptr<prometheus::Exposer> Service::Bind(const config::ExporterConfig& exporter,
-                                                   int* port) {
-  const std::string address = exporter.listen.ToString();
-  std::unique_ptr<prometheus::Exposer> exposer;
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(address, 2);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("cannot listen on " + address + ": " + e.what());
+std::unique_ptr<HttpServer> Service::Bind(const config::Config& config, int* port) {
+  HttpServerOptions options;
+  options.host = config.exporter.listen.host;
+  options.ipv6 = config.exporter.listen.ipv6;
+  options.port = config.exporter.listen.port;
+  options.tls_cert_file = config.web.tls_cert_file;
+  options.tls_key_file = config.web.tls_key_file;
+  options.max_connections = static_cast<size_t>(config.web.max_connections);
+  options.max_request_bytes = static_cast<size_t>(config.web.max_request_bytes);
+  options.request_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.web.request_timeout);
+  options.idle_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(config.web.idle_timeout);
+  HttpServer::Authenticator authenticator;
+  if (!config.web.users.empty()) {
+    auto checker = std::make_shared<PasswordChecker>(config.web.users);
+    authenticator = [checker](const std::string& user, const std::string& password) {
+      return checker->Check(user, password);
+    };
   }
-  exposer->RegisterCollectable(collectable_, exporter.metrics_path);
-  auto ports = exposer->GetListeningPorts();
-  *port = ports.empty() ? exporter.listen.port : ports.front();
-  if (!exporter.port_file.empty()) WritePortFile(exporter.port_file, *port);
-  return exposer;
+  const std::string metrics_path = config.exporter.metrics_path;
+  auto handler = [this, metrics_path](const HttpRequest& request) {
+    HttpResponse response;
+    if (request.path == metrics_path) {
+      response.body = SerializeText(CollectFamilies());
+    } else if (request.path == "/") {
+      response.content_type = "text/html; charset=utf-8";
+      response.body = MetricsPageHtml(metrics_path);
+    } else {
+      response.status = 404;
+      response.body = "not found; metrics are at " + metrics_path + "\n";
+    }
+    return response;
+  };
+  auto server = std::make_unique<HttpServer>(options, handler, authenticator);
+  *port = server->port();
+  if (!config.exporter.port_file.empty()) WritePortFile(config.exporter.port_file, *port);
+  server->Start();
+  return server;
 }
 
 std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
@@ -115,6 +117,26 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
       families = BuildFamilies(pipeline_->Snapshot());
       for (auto& f : pipeline_->KernelStatsFamilies()) families.push_back(std::move(f));
     }
+  }
+  if (server_) {
+    const HttpServer::Stats http = server_->stats();
+    families.push_back(CounterFamily("pmu_exporter_http_requests_total",
+                                     "HTTP requests answered by the metrics endpoint.",
+                                     static_cast<double>(http.requests)));
+    families.push_back(CounterFamily("pmu_exporter_http_connections_total",
+                                     "Connections accepted by the metrics endpoint.",
+                                     static_cast<double>(http.connections_accepted)));
+    families.push_back(CounterFamily(
+        "pmu_exporter_http_connections_rejected_total",
+        "Connections closed at once because [web] max_connections were open.",
+        static_cast<double>(http.connections_rejected)));
+    families.push_back(CounterFamily("pmu_exporter_http_auth_failures_total",
+                                     "Requests refused for missing or wrong credentials.",
+                                     static_cast<double>(http.auth_failures)));
+    families.push_back(CounterFamily(
+        "pmu_exporter_http_timeouts_total",
+        "Connections closed because a request or TLS handshake did not complete in time.",
+        static_cast<double>(http.timeouts)));
   }
   const ServiceStatus st = Status();
   families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
@@ -128,8 +150,7 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
 }
 
 void Service::Serve() {
-  collectable_ = std::make_shared<MetricsCollectable>([this] { return CollectFamilies(); });
-  exposer_ = Bind(config_.exporter, &bound_port_);
+  server_ = Bind(config_, &bound_port_);
   spdlog::info("serving {}", url());
   StartSampler();
 }
@@ -189,26 +210,33 @@ void Service::Reload(const config::Config& next) {
   // Everything that can fail happens before anything is swapped, so a
   // failure leaves the old configuration running untouched.
   std::unique_ptr<Pipeline> fresh;
-  std::unique_ptr<prometheus::Exposer> exposer;
+  std::unique_ptr<HttpServer> server;
   int port = bound_port_;
   try {
     pipeline_->SampleOnce();  // the latest deltas, so carried totals are current
     const AggregateSnapshot last = pipeline_->Snapshot();
     fresh = std::make_unique<Pipeline>(next, sys_, sysfs_root_, &last);
     fresh->SampleOnce();
-    const bool rebind = !(next.exporter.listen == config_.exporter.listen) ||
-                        next.exporter.metrics_path != config_.exporter.metrics_path;
-    if (rebind && exposer_) {
-      // Free the old address first when only the path changes.
-      if (next.exporter.listen == config_.exporter.listen) StopExposer();
-      exposer = Bind(next.exporter, &port);
+    const bool same_address = next.exporter.listen == config_.exporter.listen;
+    const bool rebind = !same_address ||
+                        next.exporter.metrics_path != config_.exporter.metrics_path ||
+                        !(next.web == config_.web);
+    if (rebind && server_) {
+      config::Config bind_to = next;
+      if (same_address) {
+        // The same address must be freed before it can be bound again; an
+        // ephemeral port stays the port already handed out.
+        StopServer();
+        bind_to.exporter.listen.port = static_cast<uint16_t>(bound_port_);
+      }
+      server = Bind(bind_to, &port);
     } else if (!next.exporter.port_file.empty() &&
                next.exporter.port_file != config_.exporter.port_file) {
       WritePortFile(next.exporter.port_file, bound_port_);
     }
   } catch (const std::exception&) {
     RecordFailedReload();
-    if (!exposer_ && collectable_) exposer_ = Bind(config_.exporter, &bound_port_);
+    if (!server_) server_ = Bind(config_, &bound_port_);
     StartSampler();
     throw;
   }
@@ -216,9 +244,9 @@ void Service::Reload(const config::Config& next) {
     std::unique_lock lock(pipeline_mutex_);
     pipeline_ = std::move(fresh);  // old fds close here
   }
-  if (exposer) {
-    StopExposer();
-    exposer_ = std::move(exposer);
+  if (server) {
+    StopServer();
+    server_ = std::move(server);
     bound_port_ = port;
   }
   config_ = next;
@@ -231,30 +259,14 @@ void Service::Reload(const config::Config& next) {
   StartSampler();
 }
 
-// civetweb's master thread notices a stop only when its poll() on the
-// listening socket returns, which can take up to a second on an idle server
-// (civetweb 1.15 as shipped in Debian 12). Loopback connections made while
-// the Exposer is being destroyed wake it at once, so SIGTERM is honoured in
-// milliseconds.
-void Service::StopExposer() {
-  if (!exposer_) return;
-  std::atomic<bool> done{false};
-  const config::ListenAddress listen = config_.exporter.listen;
-  const int port = bound_port_;
-  std::thread waker([&done, listen, port] {
-    while (!done.load()) {
-      PokeListener(listen, port);
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  exposer_.reset();
-  done = true;
-  waker.join();
+void Service::StopServer() {
+  if (server_) server_->Stop();
+  server_.reset();
 }
 
 void Service::Stop() {
   StopSampler();
-  StopExposer();
+  StopServer();
   std::unique_lock lock(pipeline_mutex_);
   pipeline_.reset();  // closes every perf fd
 }

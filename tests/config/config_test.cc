@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(Syntax, BadConfigTest, testing::ValuesIn(SyntaxCases())
 std::vector<BadCase> UnknownKeyCases() {
   return {
       {"RootNoSuggestion", "\nfoo = 1\n", 2, 1, "foo",
-       "unknown key 'foo' (known keys: exporter, sampling, log, stats, events)"},
+       "unknown key 'foo' (known keys: exporter, sampling, log, stats, web, events)"},
       {"RootEventsTypo", "[[event]]\nname = \"a\"\n", 1, 3, "event",
        "unknown key 'event' (did you mean 'events'?)"},
       {"RootTableTypo", "[sampleing]\n", 1, 2, "sampleing", "(did you mean 'sampling'?)"},
@@ -98,7 +98,7 @@ std::vector<BadCase> UnknownKeyCases() {
       {"Log", "[log]\nlevle = \"info\"\n", 2, 1, "log.levle", "(did you mean 'level'?)"},
       {"LogShortTypo", "[log]\nlvl = \"info\"\n", 2, 1, "log.lvl", "(did you mean 'level'?)"},
       {"LogFarTypo", "[log]\nverbosity = \"info\"\n", 2, 1, "log.verbosity",
-       "unknown key 'verbosity' (known keys: level)"},
+       "unknown key 'verbosity' (known keys: level, target)"},
       {"Event", "[[events]]\nname = \"a\"\nevnt = \"b\"\n", 3, 1, "events[1].evnt",
        "(did you mean 'event'?)"},
       {"SecondEvent",
@@ -148,6 +148,48 @@ std::vector<BadCase> StatsCases() {
   };
 }
 INSTANTIATE_TEST_SUITE_P(Stats, BadConfigTest, testing::ValuesIn(StatsCases()), CaseName);
+
+// A valid yescrypt hash of "s3cret".
+const std::string kHash = "$y$j9T$VNt3kLpK1Lw8fcNsDjQ8P.$i2li5guTQzOi5JJEJCa5wqYhfb1yJVZREGGNgYIYll/";
+
+std::vector<BadCase> WebCases() {
+  return {
+      {"LogTarget", "[log]\ntarget = \"syslog\"\n", 2, 10, "log.target",
+       "unknown log target 'syslog' (expected auto, stderr or journald)"},
+      {"CertWithoutKey", "[web]\ntls_cert_file = \"/etc/c.pem\"\n", 2, 17, "web.tls_key_file",
+       "TLS needs both tls_cert_file and tls_key_file"},
+      {"KeyWithoutCert", "[web]\ntls_key_file = \"/etc/k.pem\"\n", 2, 16, "web.tls_cert_file",
+       "TLS needs both"},
+      {"MaxConnectionsZero", "[web]\nmax_connections = 0\n", 2, 19, "web.max_connections",
+       "0 is out of range [1, 65536]"},
+      {"MaxConnectionsString", "[web]\nmax_connections = \"10\"\n", 2, 19,
+       "web.max_connections", "expected an integer, got a string"},
+      {"RequestBytesTiny", "[web]\nmax_request_bytes = 10\n", 2, 21, "web.max_request_bytes",
+       "out of range [1024, 1048576]"},
+      {"RequestTimeout", "[web]\nrequest_timeout = \"0s\"\n", 2, 19, "web.request_timeout", ""},
+      {"UnknownWebKey", "[web]\ntls_cert_fil = \"x\"\n", 2, 1, "web.tls_cert_fil",
+       "did you mean 'tls_cert_file'?"},
+      {"UsersNotArray", "[web]\nusers = \"bob\"\n", 2, 9, "web.users",
+       "expected an array of tables ([[web.users]] entries)"},
+      {"UserMissingHash", "[[web.users]]\nname = \"bob\"\n", 1, 1, "web.users[1].password_hash",
+       "missing required key 'password_hash'"},
+      {"UserMissingName", "[[web.users]]\npassword_hash = \"" + kHash + "\"\n", 1, 1,
+       "web.users[1].name", "missing required key 'name'"},
+      {"UserColon", "[[web.users]]\nname = \"a:b\"\npassword_hash = \"" + kHash + "\"\n", 2, 8,
+       "web.users[1].name", "no ':'"},
+      {"PlainPassword", "[[web.users]]\nname = \"bob\"\npassword_hash = \"s3cret\"\n", 3, 17,
+       "web.users[1].password_hash", "make one with pmu-exporter --hash-password"},
+      {"LockedHash", "[[web.users]]\nname = \"bob\"\npassword_hash = \"!\"\n", 3, 17,
+       "web.users[1].password_hash", "not a crypt(3) password hash"},
+      {"DuplicateUser",
+       "[[web.users]]\nname = \"bob\"\npassword_hash = \"" + kHash +
+           "\"\n[[web.users]]\nname = \"bob\"\npassword_hash = \"" + kHash + "\"\n",
+       5, 8, "web.users[2].name", "duplicate user 'bob'"},
+      {"UserUnknownKey",
+       "[[web.users]]\nname = \"bob\"\npassword = \"x\"\n", 3, 1, "web.users[1].password", ""},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Web, BadConfigTest, testing::ValuesIn(WebCases()), CaseName);
 
 std::vector<BadCase> DurationCases() {
   return {
@@ -350,6 +392,29 @@ group = "ipc"
   EXPECT_EQ(Summary(config),
             "config OK: test.toml: 2 events in 1 group, cpus 0-3,8, interval 1500ms, "
             "listen 0.0.0.0:0/pmu/metrics");
+}
+
+TEST(ParseConfigTest, WebAndLogTarget) {
+  EXPECT_EQ(Parse("").web, WebConfig{});
+  EXPECT_EQ(Parse("").log.target, LogTarget::kAuto);
+  const Config config = Parse(
+      "[log]\ntarget = \"journald\"\n[web]\ntls_cert_file = \"/c.pem\"\ntls_key_file = "
+      "\"/k.pem\"\nmax_connections = 64\nmax_request_bytes = 4096\nrequest_timeout = "
+      "\"2s\"\nidle_timeout = \"30s\"\n[[web.users]]\nname = \"prometheus\"\npassword_hash = "
+      "\"" + kHash + "\"\n");
+  EXPECT_EQ(config.log.target, LogTarget::kJournald);
+  EXPECT_EQ(ToString(config.log.target), "journald");
+  EXPECT_EQ(config.web.tls_cert_file, "/c.pem");
+  EXPECT_EQ(config.web.tls_key_file, "/k.pem");
+  EXPECT_EQ(config.web.max_connections, 64);
+  EXPECT_EQ(config.web.max_request_bytes, 4096);
+  EXPECT_EQ(config.web.request_timeout, std::chrono::seconds(2));
+  EXPECT_EQ(config.web.idle_timeout, std::chrono::seconds(30));
+  ASSERT_EQ(config.web.users.size(), 1u);
+  EXPECT_EQ(config.web.users[0], (WebUser{"prometheus", kHash}));
+  // bcrypt is accepted too.
+  EXPECT_NO_THROW(Parse("[[web.users]]\nname = \"b\"\npassword_hash = "
+                        "\"$2b$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui\"\n"));
 }
 
 TEST(ParseConfigTest, StatsSwitches) {

@@ -185,6 +185,19 @@ TEST(DaemonCli, BadConfigsExitTwoNamingFileLineColumnAndKey) {
   }
 }
 
+TEST(DaemonCli, HashPasswordPrintsAHashTheConfigAccepts) {
+  RunResult r = RunCommand({DaemonBinary(), "--hash-password"}, "s3cret\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  ASSERT_EQ(r.out.rfind("$y$", 0), 0u) << r.out;
+  const std::string hash = r.out.substr(0, r.out.find('\n'));
+  TempDir dir;
+  std::string config = dir.Write("c.toml", "[[web.users]]\nname = \"prometheus\"\npassword_hash = \"" +
+                                               hash + "\"\n");
+  RunResult check = RunCommand({DaemonBinary(), "--config", config, "--check-config"});
+  EXPECT_EQ(check.status, 0) << check.err;
+  EXPECT_EQ(RunCommand({DaemonBinary(), "--hash-password"}, "\n").status, 2) << "empty password";
+}
+
 TEST(DaemonCli, MissingConfigFileExitsTwo) {
   RunResult r = RunCommand({DaemonBinary(), "--config", "/nonexistent/pmu.toml", "--check-config"});
   EXPECT_EQ(r.status, 2);

@@ -295,6 +295,47 @@ std::vector<int> OnlineCpus() {
   return cpus;
 }
 
+bool HaveTool(const std::string& tool) {
+  return RunCommand({"sh", "-c", "command -v " + tool}).status == 0;
+}
+
+bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
+  if (!HaveTool("openssl")) {
+    *why = "the openssl command is missing";
+    return false;
+  }
+  const std::string d = dir.path() + "/";
+  const std::string ext = dir.Write("san.ext", "subjectAltName=IP:127.0.0.1,IP:::1\n");
+  const std::vector<std::string> ec = {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"};
+  auto genkey = [&](const std::string& out) {
+    std::vector<std::string> cmd = {"openssl", "genpkey"};
+    cmd.insert(cmd.end(), ec.begin(), ec.end());
+    cmd.insert(cmd.end(), {"-out", out});
+    return cmd;
+  };
+  const std::vector<std::vector<std::string>> steps = {
+      genkey(d + "ca.key"),
+      {"openssl", "req", "-x509", "-new", "-key", d + "ca.key", "-sha256", "-days", "2", "-subj",
+       "/CN=pmu-exporter test CA", "-out", d + "ca.pem"},
+      genkey(d + "server.key"),
+      {"openssl", "req", "-new", "-key", d + "server.key", "-subj", "/CN=127.0.0.1", "-out",
+       d + "server.csr"},
+      {"openssl", "x509", "-req", "-in", d + "server.csr", "-CA", d + "ca.pem", "-CAkey",
+       d + "ca.key", "-CAcreateserial", "-days", "2", "-sha256", "-extfile", ext, "-out",
+       d + "server.pem"},
+      genkey(d + "other.key"),
+  };
+  for (const auto& step : steps) {
+    RunResult r = RunCommand(step);
+    if (r.status != 0) {
+      *why = "openssl failed: " + r.err;
+      return false;
+    }
+  }
+  *pki = {d + "ca.pem", d + "server.pem", d + "server.key", d + "other.key"};
+  return true;
+}
+
 std::string DaemonBinary() { return PMU_DAEMON_BINARY; }
 std::string SourcePath(const std::string& relative) {
   return std::string(PMU_SOURCE_DIR) + "/" + relative;

@@ -85,6 +85,18 @@ std::vector<Series> Select(const std::vector<Series>& all, const std::string& na
 
 std::vector<int> OnlineCpus();
 
+// A throw-away PKI made with the openssl CLI in `dir`: a CA (ca.pem) and a
+// server certificate for IP 127.0.0.1 and ::1 signed by it (server.pem,
+// server.key), plus a second key that does not match (other.key). EC P-256.
+// Returns false (with the reason in *why) when openssl is missing or fails.
+struct TestPki {
+  std::string ca, cert, key, other_key;
+};
+bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why);
+
+// True when `tool` is an executable on PATH.
+bool HaveTool(const std::string& tool);
+
 // Absolute path of a built binary or a source file, from compile definitions.
 std::string DaemonBinary();
 std::string SourcePath(const std::string& relative);

@@ -15,6 +15,11 @@
 //   [sampling] interval = duration string (see ParseDuration), cpus = "all"
 //              or a CPU list (see ParseCpuList) of CPUs that exist
 //   [log]      level = "trace" | "debug" | "info" | "warn" | "error"
+//   [log]      target = "auto" | "stderr" | "journald"
+//   [web]      tls_cert_file, tls_key_file (both or neither), max_connections,
+//              max_request_bytes, request_timeout, idle_timeout;
+//              [[web.users]] name, password_hash (crypt(3) hash, checked
+//              with crypt_checksalt)
 //   [stats]    proc_stat, softirqs, schedstat, cpufreq = booleans (default
 //              true): which per-CPU kernel statistics sources are exported
 //   [[events]] name = label value (required, unique, [A-Za-z0-9_.:-]+),
@@ -70,6 +75,11 @@ class ConfigError : public std::runtime_error {
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError };
 std::string_view ToString(LogLevel level);
 
+// Where log lines go. kAuto: the journal when stderr is connected to it
+// (JOURNAL_STREAM names stderr's device and inode), else stderr.
+enum class LogTarget { kAuto, kStderr, kJournald };
+std::string_view ToString(LogTarget target);
+
 struct ListenAddress {
   std::string host;   // IPv4 literal ("127.0.0.1") or IPv6 literal without brackets ("::1")
   uint16_t port = 0;  // 0: the kernel picks a free port
@@ -106,6 +116,7 @@ struct SamplingConfig {
 
 struct LogConfig {
   LogLevel level = LogLevel::kInfo;
+  LogTarget target = LogTarget::kAuto;
   bool operator==(const LogConfig&) const = default;
 };
 
@@ -119,18 +130,38 @@ struct StatsConfig {
   bool operator==(const StatsConfig&) const = default;
 };
 
+// A user allowed to scrape with HTTP basic authentication.
+struct WebUser {
+  std::string name;           // non-empty, no ':'; unique
+  std::string password_hash;  // crypt(3) hash ($y$ yescrypt, $2b$ bcrypt, $6$ sha512crypt, ...)
+  bool operator==(const WebUser&) const = default;
+};
+
+// The /metrics endpoint's transport security and limits.
+struct WebConfig {
+  std::string tls_cert_file;  // both set: HTTPS only; both empty: plain HTTP
+  std::string tls_key_file;
+  std::vector<WebUser> users;  // empty: no authentication
+  int max_connections = 512;   // concurrent connections; more are closed at once
+  int max_request_bytes = 8192;  // request line + headers
+  std::chrono::nanoseconds request_timeout = std::chrono::seconds(10);
+  std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);  // keep-alive
+  bool operator==(const WebConfig&) const = default;
+};
+
 struct Config {
   std::string source = "<built-in default>";  // path of the file, or the built-in marker
   ExporterConfig exporter;
   SamplingConfig sampling;
   LogConfig log;
   StatsConfig stats;
+  WebConfig web;
   std::vector<EventSpec> events;
 
   // Equality ignores `source` and event positions.
   bool operator==(const Config& o) const {
     return exporter == o.exporter && sampling == o.sampling && log == o.log &&
-           stats == o.stats && events == o.events;
+           stats == o.stats && web == o.web && events == o.events;
   }
 };
 

@@ -12,6 +12,7 @@ struct CliOptions {
   bool once = false;
   bool list_events = false;
   std::string list_pattern;
+  bool hash_password = false;
   bool version = false;
   bool help = false;
 };

@@ -1,4 +1,4 @@
-// MetricsCollectable: the Prometheus view of the aggregate.
+// The Prometheus view of the aggregate.
 //
 // Metric families are built at scrape time from an AggregateSnapshot; the
 // samplers never touch Prometheus objects. Families:
@@ -13,34 +13,22 @@
 // Thread safety: Collect() may run on any number of HTTP threads at once.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
 #include "pmu/daemon/aggregator.h"
 
 namespace pmu::daemon {
 
-class MetricsCollectable : public prometheus::Collectable {
- public:
-  using FamiliesSource = std::function<std::vector<prometheus::MetricFamily>()>;
-  explicit MetricsCollectable(FamiliesSource source);
-
-  std::vector<prometheus::MetricFamily> Collect() const override { return source_(); }
-
- private:
-  FamiliesSource source_;
-};
-
 // Builds the counter families for one snapshot (shared by the endpoint and --once).
 std::vector<prometheus::MetricFamily> BuildFamilies(const AggregateSnapshot& snapshot);
 
-// One family holding a single unlabelled gauge sample.
+// One family holding a single unlabelled sample.
 prometheus::MetricFamily GaugeFamily(std::string name, std::string help, double value);
+prometheus::MetricFamily CounterFamily(std::string name, std::string help, double value);
 
 // Text exposition format of `families`.
 std::string SerializeText(const std::vector<prometheus::MetricFamily>& families);

@@ -26,13 +26,10 @@
 #include "pmu/daemon/aggregator.h"
 #include "pmu/daemon/pipeline.h"
 
-namespace prometheus {
-class Exposer;
-}
-
 namespace pmu::daemon {
 
-class MetricsCollectable;
+class HttpServer;
+class PasswordChecker;
 
 // Service-level facts exported beside the counters.
 struct ServiceStatus {
@@ -75,7 +72,8 @@ class Service {
   std::string url() const;
   AggregateSnapshot Snapshot() const;
   ServiceStatus Status() const;
-  // Everything /metrics serves: counters, kernel statistics, service status.
+  // Everything /metrics serves: counters, kernel statistics, service status,
+  // HTTP server statistics.
   std::vector<prometheus::MetricFamily> CollectFamilies() const;
   const config::Config& config() const { return config_; }
   // Valid between Start() and Stop(); main thread only.
@@ -85,8 +83,9 @@ class Service {
   void SamplerLoop();
   void StartSampler();
   void StopSampler();
-  std::unique_ptr<prometheus::Exposer> Bind(const config::ExporterConfig& exporter, int* port);
-  void StopExposer();
+  // A started server for `config`'s endpoint; throws std::runtime_error.
+  std::unique_ptr<HttpServer> Bind(const config::Config& config, int* port);
+  void StopServer();
 
   config::Config config_;
   collectors::PerfSyscalls& sys_;
@@ -97,8 +96,7 @@ class Service {
   mutable std::mutex status_mutex_;
   ServiceStatus status_;
 
-  std::shared_ptr<MetricsCollectable> collectable_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<HttpServer> server_;
   int bound_port_ = 0;
 
   std::thread sampler_;

@@ -1,0 +1,107 @@
+// HttpServer: the /metrics endpoint. A small event-driven HTTP/1.1 server
+// (one epoll thread) with optional TLS (OpenSSL) and HTTP basic
+// authentication.
+//
+// Why not prometheus-cpp's Exposer: Debian 12's civetweb 1.15 dlopens
+// libssl.so and calls SSL_get_peer_certificate, which OpenSSL 3 no longer
+// exports, so every HTTPS request crashes it; and its thread-per-connection
+// model lets a few hundred idle clients stall every scrape. Here an idle
+// connection costs one fd and a small buffer, never a thread.
+//
+// Guarantees:
+//  - At most `max_connections` connections; beyond that new ones are closed
+//    at once (the oldest idle connection is not sacrificed).
+//  - A request (line + headers) larger than `max_request_bytes` gets 431 and
+//    the connection is closed; a request body is refused (413) — only GET and
+//    HEAD are served (others get 405).
+//  - A connection that has not completed a request within `request_timeout`
+//    (including the TLS handshake) is closed; keep-alive connections idle for
+//    longer than `idle_timeout` are closed. The clock of a later request on a
+//    keep-alive connection starts at its first byte. A response the client
+//    stops reading for `request_timeout` is abandoned.
+//  - Pipelined requests are answered one after the other; the next one is
+//    not read before the previous response has been written.
+//  - With TLS, plaintext requests get no HTTP answer (the handshake fails and
+//    the connection is closed).
+//  - With users, requests without valid credentials get 401 with
+//    `WWW-Authenticate: Basic realm="pmu-exporter"` and no body of metrics.
+//  - The handler runs on the server thread; it must not block for long.
+//  - `Accept-Encoding: gzip` is honoured for bodies larger than 1 KiB.
+//
+// Thread safety: construct, Start and Stop from one thread; the handler and
+// the authenticator are called on the server thread only.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace pmu::daemon {
+
+struct HttpServerOptions {
+  // IPv4 or IPv6 literal (brackets optional); "" = all addresses. An IPv6
+  // socket is always IPV6_V6ONLY, "::" included: one server serves one
+  // address family, and the host says which.
+  std::string host = "127.0.0.1";
+  bool ipv6 = false;                // host is IPv6 (implied by a ':' in host)
+  int port = 0;                     // 0 = pick a free port
+  std::string tls_cert_file;        // PEM certificate (chain); "" = plain HTTP
+  std::string tls_key_file;         // PEM private key
+  size_t max_connections = 512;
+  size_t max_request_bytes = 8192;
+  std::chrono::milliseconds request_timeout{10000};
+  std::chrono::milliseconds idle_timeout{60000};
+};
+
+struct HttpRequest {
+  std::string method;  // "GET", "HEAD"
+  std::string path;    // without the query string
+  std::string query;   // after '?', "" if none
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "text/plain; version=0.0.4; charset=utf-8";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+};
+
+class HttpServer {
+ public:
+  using Handler = std::function<HttpResponse(const HttpRequest&)>;
+  // Returns true when the user and password are valid. nullptr = no auth.
+  using Authenticator = std::function<bool(const std::string& user, const std::string& password)>;
+
+  // Binds and listens (and loads the certificate and key) in the
+  // constructor: throws std::runtime_error with an actionable message
+  // ("cannot listen on 127.0.0.1:9842: Address already in use",
+  // "cannot load TLS key /etc/...: ...") on failure. Does not start serving.
+  HttpServer(HttpServerOptions options, Handler handler, Authenticator authenticator = nullptr);
+  ~HttpServer();  // Stop()
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  void Start();          // starts the server thread; does nothing after Stop()
+  void Stop();           // idempotent; returns within milliseconds; closes all connections
+  int port() const;      // the bound port (useful with port 0)
+  bool tls() const;
+
+  // Counters for self-metrics (any thread).
+  struct Stats {
+    uint64_t connections_accepted = 0;
+    uint64_t connections_rejected = 0;  // over max_connections
+    uint64_t requests = 0;              // responses sent, error responses included
+    uint64_t auth_failures = 0;
+    uint64_t timeouts = 0;  // request_timeout expiries; idle keep-alive closes are not counted
+  };
+  Stats stats() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pmu::daemon

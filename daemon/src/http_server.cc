@@ -1,0 +1,811 @@
+#include "pmu/daemon/http_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define ZLIB_CONST
+#include <zlib.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "http_parser.h"
+
+namespace pmu::daemon {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kGzipMinBytes = 1024;
+constexpr size_t kReadChunk = 16384;
+constexpr uint64_t kListenId = 0;
+constexpr uint64_t kWakeId = 1;
+// After a final response, unread client bytes are drained this long (and at
+// most this much) before close, so the kernel does not answer them with a RST
+// that could destroy the response in flight.
+constexpr auto kLingerTime = std::chrono::milliseconds(1000);
+constexpr size_t kLingerMaxBytes = 1 << 20;
+// accept4 failing for lack of fds/memory leaves the listener readable; it is
+// taken out of epoll this long instead of spinning.
+constexpr auto kAcceptPause = std::chrono::milliseconds(100);
+
+std::string ErrnoText(int err) { return std::generic_category().message(err); }
+
+// Drains this thread's OpenSSL error queue into one line.
+std::string OpenSslErrors() {
+  std::string text;
+  while (unsigned long err = ERR_get_error()) {
+    std::array<char, 256> buf{};
+    ERR_error_string_n(err, buf.data(), buf.size());
+    if (!text.empty()) text += "; ";
+    text += buf.data();
+  }
+  return text.empty() ? "unknown OpenSSL error" : text;
+}
+
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() { Reset(); }
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  int get() const { return fd_; }
+  void Reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct SslCtxFree {
+  void operator()(SSL_CTX* ctx) const { SSL_CTX_free(ctx); }
+};
+struct SslFree {
+  void operator()(SSL* ssl) const { SSL_free(ssl); }
+};
+using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxFree>;
+using SslPtr = std::unique_ptr<SSL, SslFree>;
+
+SslCtxPtr CreateTlsContext(const std::string& cert_file, const std::string& key_file) {
+  if (cert_file.empty() != key_file.empty()) {
+    throw std::runtime_error("TLS needs both a certificate and a key file (got certificate '" +
+                             cert_file + "', key '" + key_file + "')");
+  }
+  ERR_clear_error();
+  SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
+  if (!ctx) throw std::runtime_error("cannot create a TLS context: " + OpenSslErrors());
+  if (SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1) {
+    throw std::runtime_error("cannot require TLS 1.2: " + OpenSslErrors());
+  }
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // Partial writes and a moving buffer suit the retry-on-EPOLLOUT loop; idle
+  // keep-alive connections give their record buffers back.
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                                  SSL_MODE_RELEASE_BUFFERS);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert_file.c_str()) != 1) {
+    throw std::runtime_error("cannot load TLS certificate " + cert_file + ": " + OpenSslErrors());
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx.get(), key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    // OpenSSL already compares the key with the certificate here.
+    if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+      throw std::runtime_error("TLS key " + key_file + " does not match certificate " + cert_file +
+                               ": " + OpenSslErrors());
+    }
+    throw std::runtime_error("cannot load TLS key " + key_file + ": " + OpenSslErrors());
+  }
+  if (SSL_CTX_check_private_key(ctx.get()) != 1) {
+    throw std::runtime_error("TLS key " + key_file + " does not match certificate " + cert_file +
+                             ": " + OpenSslErrors());
+  }
+  return ctx;
+}
+
+struct ListenAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family = AF_INET;
+  std::string display;  // "127.0.0.1:9842", "[::1]:9842"
+};
+
+ListenAddress ResolveListenAddress(const HttpServerOptions& options) {
+  std::string host = options.host;
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  bool ipv6 = options.ipv6 || host.find(':') != std::string::npos;
+  if (host.empty()) host = ipv6 ? "::" : "0.0.0.0";
+  if (options.port < 0 || options.port > 65535) {
+    throw std::runtime_error("invalid listen port " + std::to_string(options.port));
+  }
+  auto port = htons(static_cast<uint16_t>(options.port));
+  ListenAddress address;
+  address.display = (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(options.port);
+  if (ipv6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&address.storage);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = port;
+    if (inet_pton(AF_INET6, host.c_str(), &sin6->sin6_addr) != 1) {
+      throw std::runtime_error("invalid listen address '" + options.host +
+                               "': expected an IPv6 literal such as ::1");
+    }
+    address.family = AF_INET6;
+    address.length = sizeof(sockaddr_in6);
+  } else {
+    auto* sin = reinterpret_cast<sockaddr_in*>(&address.storage);
+    sin->sin_family = AF_INET;
+    sin->sin_port = port;
+    if (inet_pton(AF_INET, host.c_str(), &sin->sin_addr) != 1) {
+      throw std::runtime_error("invalid listen address '" + options.host +
+                               "': expected an IPv4 literal such as 127.0.0.1");
+    }
+    address.length = sizeof(sockaddr_in);
+  }
+  return address;
+}
+
+// IMF-fixdate (RFC 9110 5.6.7), independent of the locale.
+std::string HttpDate() {
+  static constexpr std::array<const char*, 7> kDays = {"Sun", "Mon", "Tue", "Wed",
+                                                       "Thu", "Fri", "Sat"};
+  static constexpr std::array<const char*, 12> kMonths = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  std::array<char, 64> buf{};
+  std::snprintf(buf.data(), buf.size(), "%s, %02d %s %04d %02d:%02d:%02d GMT",
+                kDays[static_cast<size_t>(tm.tm_wday)], tm.tm_mday,
+                kMonths[static_cast<size_t>(tm.tm_mon)], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                tm.tm_sec);
+  return buf.data();
+}
+
+std::optional<std::string> GzipCompress(const std::string& input) {
+  if (input.size() > UINT_MAX) return std::nullopt;
+  z_stream stream{};
+  if (deflateInit2(&stream, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+      Z_OK) {
+    return std::nullopt;
+  }
+  std::string output(deflateBound(&stream, static_cast<uLong>(input.size())), '\0');
+  stream.next_in = reinterpret_cast<const Bytef*>(input.data());
+  stream.avail_in = static_cast<uInt>(input.size());
+  stream.next_out = reinterpret_cast<Bytef*>(output.data());
+  stream.avail_out = static_cast<uInt>(output.size());
+  int rc = deflate(&stream, Z_FINISH);
+  output.resize(stream.total_out);
+  deflateEnd(&stream);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return output;
+}
+
+HttpResponse PlainResponse(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.content_type = "text/plain; charset=utf-8";
+  response.body = std::move(body);
+  return response;
+}
+
+bool IsFramingHeader(const std::string& name) {
+  std::string lower = name;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "content-length" || lower == "connection" || lower == "transfer-encoding" ||
+         lower == "content-encoding" || lower == "content-type" || lower == "date";
+}
+
+}  // namespace
+
+class HttpServer::Impl {
+ public:
+  Impl(HttpServerOptions options, Handler handler, Authenticator authenticator);
+  ~Impl();
+
+  void Start();
+  void Stop();
+  int port() const { return port_; }
+  bool tls() const { return tls_ctx_ != nullptr; }
+  Stats stats() const;
+
+ private:
+  enum class State { kHandshake, kReading, kWriting, kLingering };
+  enum class Io { kOk, kWantRead, kWantWrite, kEof, kError };
+
+  struct Connection {
+    uint64_t id = 0;
+    Fd fd;
+    SslPtr ssl;
+    State state = State::kReading;
+    std::string in;
+    std::string out;
+    size_t out_offset = 0;
+    bool close_after_write = false;
+    bool idle = false;  // keep-alive, no byte of the next request yet
+    uint32_t events = 0;
+    Clock::time_point deadline;
+    bool deadline_is_timeout = true;  // false for idle and lingering expiry
+    size_t lingered_bytes = 0;
+  };
+
+  // Server thread only, from here on.
+  void Run();
+  void AcceptAll();
+  void Drive(Connection& conn);
+  bool ProcessRequest(Connection& conn);
+  void QueueResponse(Connection& conn, const HttpResponse& response, bool head, bool gzip,
+                     bool keep_alive, bool http10);
+  HttpResponse Respond(const HttpRequest& request);
+  bool Authorized(const HttpRequest& request);
+  void StartLinger(Connection& conn);
+  Io Read(Connection& conn, char* buf, size_t size, size_t& done);
+  Io Write(Connection& conn, const char* buf, size_t size, size_t& done);
+  Io SslResult(Connection& conn, int rc);
+  void SetInterest(Connection& conn, uint32_t events);
+  void SetDeadline(Connection& conn, Clock::duration after, bool is_timeout);
+  void Close(Connection& conn);
+  void ExpireDeadlines();
+  int WaitTimeoutMs() const;
+
+  const HttpServerOptions options_;
+  const Handler handler_;
+  const Authenticator authenticator_;
+  SslCtxPtr tls_ctx_;
+  Fd listen_fd_;
+  Fd epoll_fd_;
+  Fd wake_fd_;
+  int port_ = 0;
+  std::thread thread_;
+  bool started_ = false;
+  bool stopped_ = false;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
+  uint64_t next_id_ = kWakeId + 1;
+  std::optional<Clock::time_point> accept_paused_until_;
+  bool accept_failing_ = false;
+
+  std::atomic<uint64_t> connections_accepted_{0};
+  std::atomic<uint64_t> connections_rejected_{0};
+  std::atomic<uint64_t> requests_{0};
+  std::atomic<uint64_t> auth_failures_{0};
+  std::atomic<uint64_t> timeouts_{0};
+};
+
+HttpServer::Impl::Impl(HttpServerOptions options, Handler handler, Authenticator authenticator)
+    : options_(std::move(options)),
+      handler_(std::move(handler)),
+      authenticator_(std::move(authenticator)) {
+  if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty()) {
+    tls_ctx_ = CreateTlsContext(options_.tls_cert_file, options_.tls_key_file);
+  }
+  ListenAddress address = ResolveListenAddress(options_);
+  auto fail = [&](const char* what) {
+    int err = errno;
+    throw std::runtime_error(std::string(what) + " " + address.display + ": " + ErrnoText(err));
+  };
+  listen_fd_ = Fd(socket(address.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (listen_fd_.get() < 0) fail("cannot create a socket for");
+  int on = 1;
+  if (setsockopt(listen_fd_.get(), SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0) {
+    fail("cannot set SO_REUSEADDR on");
+  }
+  // One family per socket, also for "::": the host names exactly what is served.
+  if (address.family == AF_INET6 &&
+      setsockopt(listen_fd_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on)) != 0) {
+    fail("cannot set IPV6_V6ONLY on");
+  }
+  if (bind(listen_fd_.get(), reinterpret_cast<const sockaddr*>(&address.storage), address.length) !=
+          0 ||
+      listen(listen_fd_.get(), SOMAXCONN) != 0) {
+    fail("cannot listen on");
+  }
+  sockaddr_storage bound{};
+  socklen_t bound_length = sizeof(bound);
+  if (getsockname(listen_fd_.get(), reinterpret_cast<sockaddr*>(&bound), &bound_length) != 0) {
+    fail("cannot read the bound port of");
+  }
+  port_ = ntohs(address.family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+
+  epoll_fd_ = Fd(epoll_create1(EPOLL_CLOEXEC));
+  if (epoll_fd_.get() < 0) fail("cannot create an epoll instance for");
+  wake_fd_ = Fd(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (wake_fd_.get() < 0) fail("cannot create an eventfd for");
+  epoll_event listen_event{};
+  listen_event.events = EPOLLIN;
+  listen_event.data.u64 = kListenId;
+  epoll_event wake_event{};
+  wake_event.events = EPOLLIN;
+  wake_event.data.u64 = kWakeId;
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, listen_fd_.get(), &listen_event) != 0 ||
+      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &wake_event) != 0) {
+    fail("cannot watch with epoll the listener on");
+  }
+}
+
+HttpServer::Impl::~Impl() { Stop(); }
+
+void HttpServer::Impl::Start() {
+  if (started_ || stopped_) return;
+  started_ = true;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void HttpServer::Impl::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  if (thread_.joinable()) {
+    uint64_t one = 1;
+    if (write(wake_fd_.get(), &one, sizeof(one)) != sizeof(one)) {
+      spdlog::error("HTTP server: cannot wake the server thread: {}", ErrnoText(errno));
+    }
+    thread_.join();
+  }
+  listen_fd_.Reset();
+}
+
+HttpServer::Stats HttpServer::Impl::stats() const {
+  Stats stats;
+  stats.connections_accepted = connections_accepted_.load(std::memory_order_relaxed);
+  stats.connections_rejected = connections_rejected_.load(std::memory_order_relaxed);
+  stats.requests = requests_.load(std::memory_order_relaxed);
+  stats.auth_failures = auth_failures_.load(std::memory_order_relaxed);
+  stats.timeouts = timeouts_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+void HttpServer::Impl::Run() {
+  // SSL_write reaches write(2), which raises SIGPIPE on a reset peer; keep it
+  // pending on this thread instead of killing the process.
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, nullptr);
+
+  std::array<epoll_event, 64> events{};
+  bool stopping = false;
+  while (!stopping) {
+    int n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
+                       WaitTimeoutMs());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      spdlog::error("HTTP server: epoll_wait failed, no longer serving: {}", ErrnoText(errno));
+      break;
+    }
+    for (int i = 0; i < n && !stopping; ++i) {
+      uint64_t id = events[static_cast<size_t>(i)].data.u64;
+      if (id == kWakeId) {
+        stopping = true;
+      } else if (id == kListenId) {
+        AcceptAll();
+      } else if (auto it = connections_.find(id); it != connections_.end()) {
+        Drive(*it->second);
+      }
+    }
+    ExpireDeadlines();
+    if (accept_paused_until_ && Clock::now() >= *accept_paused_until_) {
+      accept_paused_until_.reset();
+      epoll_event listen_event{};
+      listen_event.events = EPOLLIN;
+      listen_event.data.u64 = kListenId;
+      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &listen_event);
+    }
+  }
+  while (!connections_.empty()) Close(*connections_.begin()->second);
+}
+
+int HttpServer::Impl::WaitTimeoutMs() const {
+  std::optional<Clock::time_point> next;
+  if (!deadlines_.empty()) next = deadlines_.begin()->first;
+  if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) {
+    next = accept_paused_until_;
+  }
+  if (!next) return -1;
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()).count();
+  return static_cast<int>(std::clamp<decltype(wait)>(wait, 0, INT_MAX));
+}
+
+void HttpServer::Impl::AcceptAll() {
+  for (;;) {
+    int fd = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN) return;
+      // accept(2): errors of the new connection itself; try the next one.
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO || err == ENETDOWN ||
+          err == ENOPROTOOPT || err == EHOSTDOWN || err == ENONET || err == EHOSTUNREACH ||
+          err == EOPNOTSUPP || err == ENETUNREACH) {
+        continue;
+      }
+      // Warn once per episode (EMFILE can last); the retries log at debug.
+      spdlog::log(accept_failing_ ? spdlog::level::debug : spdlog::level::warn,
+                  "HTTP server: accept failed, retrying every {} ms: {}", kAcceptPause.count(),
+                  ErrnoText(err));
+      accept_failing_ = true;
+      epoll_event listen_event{};
+      listen_event.data.u64 = kListenId;
+      epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, listen_fd_.get(), &listen_event);
+      accept_paused_until_ = Clock::now() + kAcceptPause;
+      return;
+    }
+    Fd accepted(fd);
+    accept_failing_ = false;
+    if (connections_.size() >= options_.max_connections) {
+      connections_rejected_.fetch_add(1, std::memory_order_relaxed);
+      continue;  // `accepted` closes it
+    }
+    int on = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    auto conn = std::make_unique<Connection>();
+    conn->id = next_id_++;
+    if (tls_ctx_) {
+      ERR_clear_error();
+      conn->ssl = SslPtr(SSL_new(tls_ctx_.get()));
+      if (!conn->ssl || SSL_set_fd(conn->ssl.get(), fd) != 1) {
+        spdlog::error("HTTP server: cannot set up TLS for a connection: {}", OpenSslErrors());
+        continue;
+      }
+      SSL_set_accept_state(conn->ssl.get());
+      conn->state = State::kHandshake;
+    }
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = conn->id;
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
+      spdlog::error("HTTP server: cannot register a connection with epoll: {}", ErrnoText(errno));
+      continue;
+    }
+    conn->events = EPOLLIN;
+    conn->fd = std::move(accepted);
+    connections_accepted_.fetch_add(1, std::memory_order_relaxed);
+    Connection& ref = *conn;
+    connections_.emplace(ref.id, std::move(conn));
+    SetDeadline(ref, options_.request_timeout, true);
+  }
+}
+
+// Advances one connection as far as its socket allows. May close (and so
+// destroy) `conn`: callers must not touch it afterwards.
+void HttpServer::Impl::Drive(Connection& conn) {
+  std::array<char, kReadChunk> buf;
+  for (;;) {
+    switch (conn.state) {
+      case State::kHandshake: {
+        ERR_clear_error();
+        Io io = SslResult(conn, SSL_do_handshake(conn.ssl.get()));
+        if (io == Io::kOk) {
+          conn.state = State::kReading;
+          continue;
+        }
+        if (io == Io::kWantRead || io == Io::kWantWrite) {
+          SetInterest(conn, io == Io::kWantRead ? EPOLLIN : EPOLLOUT);
+          return;
+        }
+        spdlog::debug("HTTP server: TLS handshake failed: {}", OpenSslErrors());
+        Close(conn);
+        return;
+      }
+      case State::kReading: {
+        if (!conn.in.empty() && ProcessRequest(conn)) continue;
+        size_t got = 0;
+        Io io = Read(conn, buf.data(), buf.size(), got);
+        if (io == Io::kOk) {
+          if (conn.idle) {  // the next request's first byte starts its clock
+            conn.idle = false;
+            SetDeadline(conn, options_.request_timeout, true);
+          }
+          conn.in.append(buf.data(), got);
+          continue;
+        }
+        if (io == Io::kWantRead || io == Io::kWantWrite) {
+          SetInterest(conn, io == Io::kWantRead ? EPOLLIN : EPOLLOUT);
+          return;
+        }
+        Close(conn);
+        return;
+      }
+      case State::kWriting: {
+        bool progress = false;
+        while (conn.out_offset < conn.out.size()) {
+          size_t sent = 0;
+          Io io = Write(conn, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
+                        sent);
+          if (io == Io::kOk) {
+            conn.out_offset += sent;
+            progress = true;
+            continue;
+          }
+          if (io == Io::kWantRead || io == Io::kWantWrite) {
+            if (progress) SetDeadline(conn, options_.request_timeout, true);
+            SetInterest(conn, io == Io::kWantRead ? EPOLLIN : EPOLLOUT);
+            return;
+          }
+          Close(conn);
+          return;
+        }
+        std::string().swap(conn.out);
+        conn.out_offset = 0;
+        if (conn.close_after_write) {
+          StartLinger(conn);
+          continue;
+        }
+        conn.state = State::kReading;
+        conn.idle = conn.in.empty();
+        if (conn.idle) {
+          SetDeadline(conn, options_.idle_timeout, false);
+        } else {
+          SetDeadline(conn, options_.request_timeout, true);
+        }
+        continue;
+      }
+      case State::kLingering: {
+        for (;;) {
+          ssize_t n = recv(conn.fd.get(), buf.data(), buf.size(), 0);
+          if (n > 0) {
+            conn.lingered_bytes += static_cast<size_t>(n);
+            if (conn.lingered_bytes <= kLingerMaxBytes) continue;
+          } else if (n < 0 && errno == EINTR) {
+            continue;
+          } else if (n < 0 && errno == EAGAIN) {
+            SetInterest(conn, EPOLLIN);
+            return;
+          }
+          Close(conn);
+          return;
+        }
+      }
+    }
+  }
+}
+
+// Parses the buffered input; returns false when a request is still
+// incomplete, true once a response has been queued.
+bool HttpServer::Impl::ProcessRequest(Connection& conn) {
+  detail::ParseResult parsed = detail::ParseRequest(conn.in, options_.max_request_bytes);
+  if (parsed.status == detail::ParseStatus::kIncomplete) return false;
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  if (parsed.status == detail::ParseStatus::kError) {
+    HttpResponse response = PlainResponse(
+        parsed.error_status, std::string(detail::StatusReason(parsed.error_status)) + "\n");
+    if (parsed.error_status == 405) response.headers.emplace_back("Allow", "GET, HEAD");
+    bool keep_alive = !parsed.error_closes && parsed.keep_alive;
+    if (parsed.error_closes) {
+      conn.in.clear();
+    } else {
+      conn.in.erase(0, parsed.consumed);
+    }
+    QueueResponse(conn, response, false, false, keep_alive, parsed.http10);
+    return true;
+  }
+  conn.in.erase(0, parsed.consumed);
+  HttpResponse response = Respond(parsed.request);
+  QueueResponse(conn, response, parsed.request.method == "HEAD", parsed.accepts_gzip,
+                parsed.keep_alive, parsed.http10);
+  return true;
+}
+
+HttpResponse HttpServer::Impl::Respond(const HttpRequest& request) {
+  if (!Authorized(request)) {
+    auth_failures_.fetch_add(1, std::memory_order_relaxed);
+    HttpResponse response = PlainResponse(401, "Unauthorized\n");
+    response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pmu-exporter\"");
+    return response;
+  }
+  try {
+    return handler_(request);
+  } catch (const std::exception& e) {
+    spdlog::error("HTTP server: handler failed for {}: {}", request.path, e.what());
+  } catch (...) {
+    spdlog::error("HTTP server: handler failed for {}", request.path);
+  }
+  return PlainResponse(500, "Internal Server Error\n");
+}
+
+bool HttpServer::Impl::Authorized(const HttpRequest& request) {
+  if (!authenticator_) return true;
+  const std::string* value = nullptr;
+  for (const auto& [name, header_value] : request.headers) {
+    if (name != "authorization") continue;
+    if (value) return false;  // two credentials: refuse rather than pick one
+    value = &header_value;
+  }
+  if (!value) return false;
+  std::optional<detail::BasicCredentials> credentials = detail::ParseBasicAuthorization(*value);
+  if (!credentials) return false;
+  try {
+    return authenticator_(credentials->user, credentials->password);
+  } catch (const std::exception& e) {
+    spdlog::error("HTTP server: authenticator failed: {}", e.what());
+  }
+  return false;
+}
+
+void HttpServer::Impl::QueueResponse(Connection& conn, const HttpResponse& response, bool head,
+                                     bool gzip, bool keep_alive, bool http10) {
+  const std::string* body = &response.body;
+  std::optional<std::string> compressed;
+  bool may_compress = response.body.size() > kGzipMinBytes;
+  if (gzip && may_compress) {
+    compressed = GzipCompress(response.body);
+    if (compressed) body = &*compressed;
+  }
+  std::string& out = conn.out;
+  out.clear();
+  out.reserve(256 + (head ? 0 : body->size()));
+  out += "HTTP/1.1 " + std::to_string(response.status) + " " +
+         detail::StatusReason(response.status) + "\r\n";
+  out += "Date: " + HttpDate() + "\r\n";
+  if (!response.content_type.empty()) out += "Content-Type: " + response.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(body->size()) + "\r\n";
+  if (compressed) out += "Content-Encoding: gzip\r\n";
+  if (may_compress) out += "Vary: Accept-Encoding\r\n";
+  for (const auto& [name, value] : response.headers) {
+    // The server owns framing; CR/LF would split the response.
+    if (IsFramingHeader(name) || name.find_first_of("\r\n:") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos) {
+      continue;
+    }
+    out += name + ": " + value + "\r\n";
+  }
+  if (!keep_alive) {
+    out += "Connection: close\r\n";
+  } else if (http10) {
+    out += "Connection: keep-alive\r\n";
+  }
+  out += "\r\n";
+  if (!head) out += *body;
+  conn.out_offset = 0;
+  conn.close_after_write = !keep_alive;
+  conn.state = State::kWriting;
+  SetDeadline(conn, options_.request_timeout, true);
+}
+
+void HttpServer::Impl::StartLinger(Connection& conn) {
+  if (conn.ssl) {
+    ERR_clear_error();
+    SSL_shutdown(conn.ssl.get());  // best effort close_notify
+    ERR_clear_error();
+  }
+  shutdown(conn.fd.get(), SHUT_WR);
+  conn.state = State::kLingering;
+  conn.in.clear();
+  conn.lingered_bytes = 0;
+  SetDeadline(conn, std::min<Clock::duration>(kLingerTime, options_.request_timeout), false);
+}
+
+HttpServer::Impl::Io HttpServer::Impl::SslResult(Connection& conn, int rc) {
+  if (rc > 0) return Io::kOk;
+  switch (SSL_get_error(conn.ssl.get(), rc)) {
+    case SSL_ERROR_WANT_READ:
+      return Io::kWantRead;
+    case SSL_ERROR_WANT_WRITE:
+      return Io::kWantWrite;
+    case SSL_ERROR_ZERO_RETURN:
+      return Io::kEof;
+    default:
+      return Io::kError;
+  }
+}
+
+HttpServer::Impl::Io HttpServer::Impl::Read(Connection& conn, char* buf, size_t size,
+                                            size_t& done) {
+  if (conn.ssl) {
+    ERR_clear_error();
+    Io io = SslResult(conn, SSL_read_ex(conn.ssl.get(), buf, size, &done));
+    if (io == Io::kError) ERR_clear_error();
+    return io;
+  }
+  for (;;) {
+    ssize_t n = recv(conn.fd.get(), buf, size, 0);
+    if (n > 0) {
+      done = static_cast<size_t>(n);
+      return Io::kOk;
+    }
+    if (n == 0) return Io::kEof;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? Io::kWantRead : Io::kError;
+  }
+}
+
+HttpServer::Impl::Io HttpServer::Impl::Write(Connection& conn, const char* buf, size_t size,
+                                             size_t& done) {
+  if (conn.ssl) {
+    ERR_clear_error();
+    Io io = SslResult(conn, SSL_write_ex(conn.ssl.get(), buf, size, &done));
+    if (io == Io::kError || io == Io::kEof) ERR_clear_error();
+    return io == Io::kEof ? Io::kError : io;
+  }
+  for (;;) {
+    ssize_t n = send(conn.fd.get(), buf, size, MSG_NOSIGNAL);
+    if (n >= 0) {
+      done = static_cast<size_t>(n);
+      return Io::kOk;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? Io::kWantWrite : Io::kError;
+  }
+}
+
+void HttpServer::Impl::SetInterest(Connection& conn, uint32_t events) {
+  if (conn.events == events) return;
+  epoll_event event{};
+  event.events = events;
+  event.data.u64 = conn.id;
+  if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_MOD, conn.fd.get(), &event) == 0) conn.events = events;
+}
+
+void HttpServer::Impl::SetDeadline(Connection& conn, Clock::duration after, bool is_timeout) {
+  deadlines_.erase({conn.deadline, conn.id});
+  conn.deadline = Clock::now() + after;
+  conn.deadline_is_timeout = is_timeout;
+  deadlines_.emplace(conn.deadline, conn.id);
+}
+
+void HttpServer::Impl::ExpireDeadlines() {
+  auto now = Clock::now();
+  while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+    uint64_t id = deadlines_.begin()->second;
+    auto it = connections_.find(id);
+    if (it == connections_.end()) {
+      deadlines_.erase(deadlines_.begin());
+      continue;
+    }
+    if (it->second->deadline_is_timeout) timeouts_.fetch_add(1, std::memory_order_relaxed);
+    Close(*it->second);
+  }
+}
+
+void HttpServer::Impl::Close(Connection& conn) {
+  deadlines_.erase({conn.deadline, conn.id});
+  // Closing the fd removes it from epoll; the SSL object goes first as it
+  // refers to the fd.
+  uint64_t id = conn.id;
+  conn.ssl.reset();
+  connections_.erase(id);
+}
+
+HttpServer::HttpServer(HttpServerOptions options, Handler handler, Authenticator authenticator)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler),
+                                   std::move(authenticator))) {}
+HttpServer::~HttpServer() = default;
+void HttpServer::Start() { impl_->Start(); }
+void HttpServer::Stop() { impl_->Stop(); }
+int HttpServer::port() const { return impl_->port(); }
+bool HttpServer::tls() const { return impl_->tls(); }
+HttpServer::Stats HttpServer::stats() const { return impl_->stats(); }
+
+}  // namespace pmu::daemon
