@@ -43,3 +43,7 @@ package: build
 clean:
 	rm -rf $(BUILD)
 
+# rseq/: the aarch64 critical sections compile with the cross compiler.
+.PHONY: check-aarch64
+check-aarch64:
+	tests/rseq/check_aarch64.sh . $(BUILD)/aarch64-check

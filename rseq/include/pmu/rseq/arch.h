@@ -1,0 +1,90 @@
+// The one header that selects the critical sections for the target ISA.
+//
+// Every ISA header provides, in namespace pmu::rseq::detail::arch:
+//   inline constexpr bool kSectionsSupported;
+//   inline constexpr bool kHasCounterReadSection;
+//   int AddU64(struct rseq*, std::uint32_t cpu, std::uint64_t* slot, std::uint64_t delta);
+//   template <std::size_t kWords>
+//   int PushWords(struct rseq*, std::uint32_t cpu, RingControl*, const std::uint64_t* src);
+//   template <bool kFakePmc>
+//   int ReadPages(struct rseq*, std::uint32_t cpu, ReadContext*);
+// with the results of section_types.h. An ISA without sections gets the
+// explicit fallback below: kSectionsSupported is false, the mode is
+// kUnavailable and no section is ever entered.
+#ifndef PMU_RSEQ_ARCH_H_
+#define PMU_RSEQ_ARCH_H_
+
+#include <sys/rseq.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "pmu/rseq/inject.h"
+#include "pmu/rseq/section_types.h"
+
+// Assembler text every ISA's sections share (GNU as syntax). Local labels:
+// 1 = start_ip, 2 = post-commit ip, 3 = the descriptor, 4 = abort_ip.
+// The descriptor {version 0, flags 0, start_ip, post_commit_offset,
+// abort_ip} goes in __rseq_cs and its address in __rseq_cs_ptr_array.
+#define PMU_RSEQ_DESCRIPTOR_ASM_                       \
+  ".pushsection __rseq_cs, \"aw\"\n\t"                 \
+  ".balign 32\n\t"                                     \
+  "3:\n\t"                                             \
+  ".long 0x0, 0x0\n\t"                                 \
+  ".quad 1f, (2f - 1f), 4f\n\t"                        \
+  ".popsection\n\t"                                    \
+  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"       \
+  ".quad 3b\n\t"                                       \
+  ".popsection\n\t"
+
+// One (start_ip, exit_ip) pair in __rseq_exit_point_array.
+#define PMU_RSEQ_EXIT_POINT_ASM_(exit_label)           \
+  ".pushsection __rseq_exit_point_array, \"aw\"\n\t"   \
+  ".quad 1f, " exit_label "\n\t"                       \
+  ".popsection\n\t"
+
+// Operands every section takes: the thread's area and the expected CPU.
+#define PMU_RSEQ_AREA_OPERANDS_                                            \
+  [area] "r"(area), [cpu] "r"(cpu),                                        \
+      [cs_off] "i"(offsetof(struct ::rseq, rseq_cs)),                      \
+      [cpu_id_off] "i"(offsetof(struct ::rseq, cpu_id))
+
+// Operands of PushWords<kWords> (ring control block and record).
+#define PMU_RSEQ_RING_OPERANDS_                                            \
+  [ring] "r"(ring), [src] "r"(src), [words] "i"(kWords),                   \
+      [stride] "i"(kWords * 8), [head_off] "i"(offsetof(RingControl, head)), \
+      [lock_off] "i"(offsetof(RingControl, lock)),                         \
+      [mask_off] "i"(offsetof(RingControl, mask)),                         \
+      [buf_off] "i"(offsetof(RingControl, buffer)),                        \
+      [tail_off] "i"(offsetof(RingControl, tail))
+
+#define PMU_RSEQ_ARCH_DISPATCH_ 1
+#if defined(__x86_64__)
+#include "pmu/rseq/arch/x86_64.h"
+#elif defined(__aarch64__)
+#include "pmu/rseq/arch/aarch64.h"
+#else
+namespace pmu::rseq::detail::arch {
+// Unsupported ISA: no critical sections; every primitive uses its fallback.
+inline constexpr bool kSectionsSupported = false;
+inline constexpr bool kHasCounterReadSection = false;
+inline int AddU64(struct ::rseq*, std::uint32_t, std::uint64_t*, std::uint64_t) noexcept {
+  return kSectionAborted;
+}
+template <std::size_t kWords>
+int PushWords(struct ::rseq*, std::uint32_t, RingControl*, const std::uint64_t*) noexcept {
+  return kSectionAborted;
+}
+template <bool kFakePmc>
+int ReadPages(struct ::rseq*, std::uint32_t, ReadContext*) noexcept {
+  return kSectionAborted;
+}
+}  // namespace pmu::rseq::detail::arch
+#endif
+#undef PMU_RSEQ_ARCH_DISPATCH_
+#undef PMU_RSEQ_DESCRIPTOR_ASM_
+#undef PMU_RSEQ_EXIT_POINT_ASM_
+#undef PMU_RSEQ_AREA_OPERANDS_
+#undef PMU_RSEQ_RING_OPERANDS_
+
+#endif  // PMU_RSEQ_ARCH_H_

@@ -1,0 +1,81 @@
+// Counter-read section: reads up to kMaxReadEvents perf_event mmap pages of
+// events opened for one CPU (pid = -1, cpu = N) on CPU N, all inside one
+// rseq section, so that rdpmc can never read another CPU's counter.
+//
+// Per page, inside the section (see ReadPages in arch/x86_64.h for the
+// pseudocode): page->lock before and after (retry while odd or changed),
+// index != 0 and cap_user_rdpmc (else the section leaves through its
+// "need read()" exit), rdpmc(index - 1) sign-extended by pmc_width plus
+// offset, time_enabled/time_running, and for cap_user_time the TSC together
+// with time_offset/time_mult/time_shift. The commit store publishes the
+// record; the enabled/running extrapolation with the TSC happens after the
+// commit, from that consistent snapshot.
+//
+// Seam: PmcSource::Fake(counters) replaces `rdpmc(i)` by a load of
+// counters[i] (a different section, same pseudocode), so tests — here and in
+// collectors/ — can drive the whole path with ordinary memory standing in
+// for the pages. The hardware source is the default.
+//
+// Thread safety: any thread; the pages must stay mapped during the call.
+// noexcept, no allocation, no syscall.
+#ifndef PMU_RSEQ_COUNTER_READ_H_
+#define PMU_RSEQ_COUNTER_READ_H_
+
+#include <linux/perf_event.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+namespace pmu::rseq {
+
+inline constexpr std::size_t kMaxReadEvents = 16;
+
+enum class ReadStatus {
+  kCommitted,  // values/time_* hold a consistent read of every page on `cpu`
+  kWrongCpu,   // the caller does not run on `cpu` (move there or use read())
+  kNeedRead,   // a page has index == 0 or !cap_user_rdpmc, rseq is
+               // unavailable, or the ISA has no read section: use read()
+  kAborted,    // aborted kMaxAbortsBeforeFallback times in a row; try later
+};
+
+std::string_view ReadStatusName(ReadStatus status) noexcept;
+
+struct CounterReadResult {
+  ReadStatus status = ReadStatus::kAborted;
+  int cpu = -1;
+  std::uint32_t count = 0;            // pages read (== pages.size() when committed)
+  std::uint32_t need_read_index = 0;  // kNeedRead: the page that asked for read()
+  std::array<std::uint64_t, kMaxReadEvents> values{};
+  std::array<std::uint64_t, kMaxReadEvents> time_enabled{};
+  std::array<std::uint64_t, kMaxReadEvents> time_running{};
+};
+
+// Where the section gets raw counter values from.
+struct PmcSource {
+  // nullptr: the rdpmc instruction. Otherwise counters[index - 1] stands in
+  // for rdpmc(index - 1) (tests; the array outlives the call).
+  const volatile std::uint64_t* fake_counters = nullptr;
+
+  static constexpr PmcSource Hardware() noexcept { return {}; }
+  static constexpr PmcSource Fake(const volatile std::uint64_t* counters) noexcept {
+    return PmcSource{counters};
+  }
+};
+
+// Reads `pages` (at most kMaxReadEvents) on CPU `cpu` into *out and returns
+// out->status. REQUIRES: every page belongs to an event opened for `cpu`.
+ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* const> pages,
+                             CounterReadResult* out,
+                             PmcSource source = PmcSource::Hardware()) noexcept;
+
+// The user-time extrapolation of perf_event_mmap_page, on a snapshot:
+// time_offset + (tsc >> shift) * mult + (((tsc & mask) * mult) >> shift).
+std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
+                                 std::uint32_t time_mult, std::uint32_t time_shift) noexcept;
+
+}  // namespace pmu::rseq
+
+#endif  // PMU_RSEQ_COUNTER_READ_H_

@@ -1,0 +1,81 @@
+#include "pmu/rseq/counter_read.h"
+
+#include "pmu/rseq/abi.h"
+#include "pmu/rseq/arch.h"
+
+namespace pmu::rseq {
+
+std::string_view ReadStatusName(ReadStatus status) noexcept {
+  switch (status) {
+    case ReadStatus::kCommitted:
+      return "committed";
+    case ReadStatus::kWrongCpu:
+      return "wrong_cpu";
+    case ReadStatus::kNeedRead:
+      return "need_read";
+    case ReadStatus::kAborted:
+      return "aborted";
+  }
+  return "unknown";
+}
+
+std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
+                                 std::uint32_t time_mult, std::uint32_t time_shift) noexcept {
+  const std::uint32_t shift = time_shift & 63u;
+  const std::uint64_t quot = tsc >> shift;
+  const std::uint64_t rem = tsc & ((std::uint64_t{1} << shift) - 1);
+  return time_offset + quot * time_mult + ((rem * time_mult) >> shift);
+}
+
+ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* const> pages,
+                             CounterReadResult* out, PmcSource source) noexcept {
+  out->cpu = cpu;
+  out->count = 0;
+  out->need_read_index = 0;
+  out->status = ReadStatus::kNeedRead;
+  if (!detail::arch::kHasCounterReadSection || pages.size() > kMaxReadEvents || cpu < 0) {
+    return out->status;
+  }
+  struct ::rseq* area = detail::ThreadArea();
+  if (area == nullptr) return out->status;
+
+  detail::RawPageRead raw[kMaxReadEvents];
+  detail::ReadContext ctx{pages.data(), pages.size(), source.fake_counters, raw, 0, 0};
+  const auto want = static_cast<std::uint32_t>(cpu);
+  for (int attempt = 0; attempt < detail::kMaxAbortsBeforeFallback; ++attempt) {
+    if (detail::LoadCpuIdStart(area) != want) {
+      out->status = ReadStatus::kWrongCpu;
+      return out->status;
+    }
+    ctx.committed = 0;
+    const int r = source.fake_counters != nullptr
+                      ? detail::arch::ReadPages<true>(area, want, &ctx)
+                      : detail::arch::ReadPages<false>(area, want, &ctx);
+    if (r == detail::kSectionNeedRead) {
+      out->need_read_index = static_cast<std::uint32_t>(ctx.stopped_at);
+      return out->status;  // kNeedRead
+    }
+    if (r == detail::kSectionCommitted && ctx.committed == 1) {
+      for (std::size_t i = 0; i < pages.size(); ++i) {
+        std::uint64_t enabled = raw[i].time_enabled;
+        std::uint64_t running = raw[i].time_running;
+        if ((raw[i].capabilities & detail::kCapUserTime) != 0) {
+          const std::uint64_t delta = TscToPerfTimeDelta(raw[i].tsc, raw[i].time_offset,
+                                                         raw[i].time_mult, raw[i].time_shift);
+          enabled += delta;
+          running += delta;
+        }
+        out->values[i] = raw[i].value;
+        out->time_enabled[i] = enabled;
+        out->time_running[i] = running;
+      }
+      out->count = static_cast<std::uint32_t>(pages.size());
+      out->status = ReadStatus::kCommitted;
+      return out->status;
+    }
+  }
+  out->status = ReadStatus::kAborted;
+  return out->status;
+}
+
+}  // namespace pmu::rseq
