@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <cstring>
+#include <string>
 #include <ctime>
 
 namespace pmu::collectors {
@@ -19,7 +21,15 @@ CpuCounters::CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint
     EventGroup::OpenError error;
     auto group = EventGroup::Open(sys, plan, g, cpu, &error);
     if (group == nullptr) {
-      spdlog::error("cpu {}: group '{}' not opened: {}", cpu, plan.groups[g].name, error.message);
+      std::string events;
+      for (size_t ev : plan.groups[g].members) {
+        events += (events.empty() ? "" : ", ") + plan.events[ev].name;
+      }
+      spdlog::error("cpu {}: group '{}' ({}) cannot be opened: {}{}", cpu, plan.groups[g].name,
+                    events, error.message,
+                    error.err == EINVAL && plan.groups[g].members.size() > 1
+                        ? " (the PMU cannot schedule these events together: split the group)"
+                        : "");
       continue;
     }
     groups_.push_back(std::move(group));

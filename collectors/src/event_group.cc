@@ -52,7 +52,22 @@ std::unique_ptr<EventGroup> EventGroup::Open(PerfSyscalls& sys, const EventPlan&
   return group;
 }
 
+bool EventGroup::MapPages() {
+  if (!pages_.empty()) return true;
+  for (int fd : fds_) {
+    const perf_event_mmap_page* page = sys_.MapPage(fd);
+    if (page == nullptr) {
+      for (auto* p : pages_) sys_.UnmapPage(p);
+      pages_.clear();
+      return false;
+    }
+    pages_.push_back(page);
+  }
+  return true;
+}
+
 EventGroup::~EventGroup() {
+  for (auto* p : pages_) sys_.UnmapPage(p);
   // Members before the leader.
   for (auto it = fds_.rbegin(); it != fds_.rend(); ++it) sys_.Close(*it);
 }

@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -54,6 +57,32 @@ std::string DescribeOpenError(const std::string& event, const perf_event_attr& a
     default:
       return "event '" + event + "': perf_event_open failed: " + std::strerror(err);
   }
+}
+
+uint64_t EnsureFdLimit(size_t cpus, size_t events, size_t reserve) {
+  const uint64_t needed = static_cast<uint64_t>(cpus) * events + reserve;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+    const rlim_t want = lim.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(lim.rlim_max, needed);
+    rlimit raised = lim;
+    raised.rlim_cur = want;
+    if (want > lim.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      spdlog::info("raised the open-file limit from {} to {} for {} CPUs x {} events", lim.rlim_cur,
+                   want, cpus, events);
+      lim = raised;
+    }
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
+    throw std::runtime_error(
+        "counting " + std::to_string(events) + " events on " + std::to_string(cpus) +
+        " CPUs needs " + std::to_string(needed) + " file descriptors (CPUs x events + " +
+        std::to_string(reserve) + " for the rest), but RLIMIT_NOFILE allows only " +
+        std::to_string(lim.rlim_cur) + " (hard limit " +
+        (lim.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(lim.rlim_max)) +
+        "): raise it (LimitNOFILE= in the unit, ulimit -n) or count fewer events");
+  }
+  return lim.rlim_cur == RLIM_INFINITY ? UINT64_MAX : lim.rlim_cur;
 }
 
 EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscalls& sys,

@@ -1,5 +1,6 @@
 #include "pmu/collectors/perf_syscalls.h"
 
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +24,17 @@ ssize_t RealPerfSyscalls::Read(int fd, void* buf, size_t len) {
 }
 
 int RealPerfSyscalls::Close(int fd) { return ::close(fd) < 0 ? -errno : 0; }
+
+const perf_event_mmap_page* RealPerfSyscalls::MapPage(int fd) {
+  void* p = mmap(nullptr, static_cast<size_t>(sysconf(_SC_PAGESIZE)), PROT_READ, MAP_SHARED, fd, 0);
+  return p == MAP_FAILED ? nullptr : static_cast<const perf_event_mmap_page*>(p);
+}
+
+void RealPerfSyscalls::UnmapPage(const perf_event_mmap_page* page) {
+  if (page != nullptr) {
+    munmap(const_cast<perf_event_mmap_page*>(page), static_cast<size_t>(sysconf(_SC_PAGESIZE)));
+  }
+}
 
 PerfSyscalls& DefaultPerfSyscalls() {
   static RealPerfSyscalls real;

@@ -2,7 +2,12 @@
 
 #include <prometheus/text_serializer.h>
 
+#include <cstring>
+#include <limits>
+#include <map>
 #include <sstream>
+
+#include <pmu/rseq/abi.h>
 
 #include "pmu/daemon/build_info.h"
 
@@ -57,6 +62,14 @@ std::vector<MetricFamily> BuildFamilies(const AggregateSnapshot& snap) {
                         "Time the event was actually counting on the CPU (less than enabled "
                         "when the PMU is multiplexed).",
                         MetricType::Counter);
+  auto ratio = Family("pmu_event_running_ratio",
+                      "Fraction of the last sampling interval the event was counting on the "
+                      "PMU (time running / time enabled); below 1 the PMU is multiplexed.",
+                      MetricType::Gauge);
+  auto starved = Family("pmu_event_group_starved",
+                        "1 while a perf group is enabled but never scheduled on the PMU (counters "
+                        "held by another tool or the NMI watchdog).",
+                        MetricType::Gauge);
   auto supported = Family("pmu_event_supported",
                           "1 if the configured event can be counted on this host, 0 if not "
                           "(then it is never exported as a count).",
@@ -79,11 +92,111 @@ std::vector<MetricFamily> BuildFamilies(const AggregateSnapshot& snap) {
         Add(events, labels, t.count);
         Add(enabled, labels, t.enabled_seconds);
         Add(running, labels, t.running_seconds);
+        Add(ratio, labels, t.last_running_ratio);
+      }
+      for (size_t g = 0; g < cpu.group_starved.size() && g < snap.plan->groups.size(); ++g) {
+        Add(starved, {{"cpu", cpu_label}, {"group", snap.plan->groups[g].name}},
+            cpu.group_starved[g] ? 1 : 0);
       }
     }
   }
   std::vector<MetricFamily> out;
-  for (auto* f : {&events, &enabled, &running, &supported, &build}) {
+  for (auto* f : {&events, &enabled, &running, &ratio, &starved, &supported, &build}) {
+    if (!f->metric.empty()) out.push_back(std::move(*f));
+  }
+  return out;
+}
+
+std::vector<MetricFamily> BuildPipelineFamilies(const PipelineStats& stats,
+                                                const AggregateSnapshot& snap) {
+  auto online = Family("pmu_cpu_online",
+                       "1 while the CPU is online and sampled, 0 while it is offline (hotplug).",
+                       MetricType::Gauge);
+  auto path = Family("pmu_exporter_read_path",
+                     "1 for the read path the CPU's sampler used last: rdpmc (user-space, inside "
+                     "an rseq section), local_read (read() on the CPU itself), remote_read "
+                     "(read() from another CPU, costs an IPI).",
+                     MetricType::Gauge);
+  auto samples = Family("pmu_exporter_samples_total",
+                        "Group readings taken on the CPU and aggregated.", MetricType::Counter);
+  auto retries = Family("pmu_exporter_push_retries_total",
+                        "Samples pushed again because the sampler migrated between reading and "
+                        "committing (rseq compare failed).",
+                        MetricType::Counter);
+  auto fallbacks = Family("pmu_exporter_read_fallbacks_total",
+                          "Groups that left the rdpmc path for read() (counter withdrawn).",
+                          MetricType::Counter);
+  auto aborts = Family("pmu_exporter_rseq_aborts_total",
+                       "Aborted rseq critical sections (preemption, migration or signal).",
+                       MetricType::Counter);
+  auto drops = Family("pmu_exporter_ring_drops_total",
+                      "Samples dropped because a per-CPU ring was full (the aggregator fell "
+                      "behind); never blocks the samplers.",
+                      MetricType::Counter);
+  auto misfiled = Family("pmu_exporter_ring_misfiled_total",
+                         "Samples found in a ring other than the one of the CPU that pushed them. "
+                         "The rseq push makes this impossible; anything but 0 is a bug.",
+                         MetricType::Counter);
+  auto errors = Family("pmu_exporter_read_errors_total", "Failed counter reads by errno.",
+                       MetricType::Counter);
+  auto mode = Family("pmu_exporter_rseq_mode",
+                     "1 for how restartable sequences are used: glibc (glibc's registration), own "
+                     "(registered by pmu-exporter), unavailable (fallback paths).",
+                     MetricType::Gauge);
+  MetricFamily duration;
+  duration.name = "pmu_exporter_cpu_read_duration_seconds";
+  duration.help = "Time to read all of one CPU's groups in one tick.";
+  duration.type = MetricType::Histogram;
+
+  std::map<int, const CpuTotals*> totals;
+  for (const auto& c : snap.cpus) totals[c.cpu] = &c;
+  uint64_t rdpmc_aborts = 0;
+  std::map<int, uint64_t> errnos;
+  for (const auto& c : stats.cpus) {
+    const std::string cpu = std::to_string(c.cpu);
+    Add(online, {{"cpu", cpu}}, c.online ? 1 : 0);
+    auto t = totals.find(c.cpu);
+    if (t != totals.end()) {
+      Add(samples, {{"cpu", cpu}}, static_cast<double>(t->second->group_samples));
+      if (c.online && t->second->has_path) {
+        for (int p = 0; p < collectors::kReadPathCount; ++p) {
+          const auto rp = static_cast<collectors::ReadPath>(p);
+          Add(path, {{"cpu", cpu}, {"path", collectors::ReadPathName(rp)}},
+              rp == t->second->last_path ? 1 : 0);
+        }
+      }
+    }
+    if (!c.online) continue;
+    Add(retries, {{"cpu", cpu}}, static_cast<double>(c.sampler.push_retries));
+    Add(fallbacks, {{"cpu", cpu}}, static_cast<double>(c.sampler.rdpmc_fallbacks));
+    rdpmc_aborts += c.sampler.rdpmc_aborts;
+    for (const auto& [err, n] : c.sampler.read_errors) errnos[err] += n;
+    ClientMetric m;
+    m.label = {{"cpu", cpu}};
+    m.histogram.sample_count = c.sampler.duration_count;
+    m.histogram.sample_sum = c.sampler.duration_sum;
+    for (size_t b = 0; b < kReadDurationBuckets.size(); ++b) {
+      m.histogram.bucket.push_back({c.sampler.duration_buckets[b], kReadDurationBuckets[b]});
+    }
+    m.histogram.bucket.push_back(
+        {c.sampler.duration_count, std::numeric_limits<double>::infinity()});
+    duration.metric.push_back(std::move(m));
+  }
+  Add(aborts, {{"section", "ring_push"}}, static_cast<double>(stats.ring_aborts));
+  Add(aborts, {{"section", "counter_read"}}, static_cast<double>(rdpmc_aborts));
+  Add(drops, {}, static_cast<double>(stats.ring_drops));
+  Add(misfiled, {}, static_cast<double>(stats.misattributed));
+  for (const auto& [err, n] : errnos) {
+    Add(errors, {{"errno", strerrorname_np(err) != nullptr ? strerrorname_np(err) : std::to_string(err)}},
+        static_cast<double>(n));
+  }
+  const rseq::Mode current = rseq::CurrentMode();
+  for (rseq::Mode m : {rseq::Mode::kGlibc, rseq::Mode::kOwn, rseq::Mode::kUnavailable}) {
+    Add(mode, {{"mode", std::string(rseq::ModeName(m))}}, m == current ? 1 : 0);
+  }
+  std::vector<MetricFamily> out;
+  for (auto* f : {&online, &path, &samples, &retries, &fallbacks, &aborts, &drops, &misfiled, &errors, &mode,
+                  &duration}) {
     if (!f->metric.empty()) out.push_back(std::move(*f));
   }
   return out;

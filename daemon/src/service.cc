@@ -40,14 +40,20 @@ Service::Service(config::Config config, collectors::PerfSyscalls& sys, std::stri
 
 Service::~Service() { Stop(); }
 
+SamplerOptions Service::sampler_options() const {
+  SamplerOptions options = sampler_options_;
+  options.heartbeat = heartbeat_period_;
+  return options;
+}
+
 void Service::Start() {
-  pipeline_ = std::make_unique<Pipeline>(config_, sys_, sysfs_root_, nullptr);
+  pipeline_ = std::make_unique<Pipeline>(config_, sys_, sysfs_root_, nullptr, sampler_options());
   pipeline_->SampleOnce();
 }
 
 void Service::SampleOnce() {
-  // Only the thread that owns sampling calls this, so the pipeline cannot be
-  // swapped underneath (Reload stops the sampler first).
+  // Only while no sampler threads run (start-up, --once): the pipeline cannot
+  // be swapped underneath, Reload stops everything first.
   pipeline_->SampleOnce();
 }
 
@@ -114,7 +120,11 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
   {
     std::shared_lock lock(pipeline_mutex_);
     if (pipeline_) {
-      families = BuildFamilies(pipeline_->Snapshot());
+      const AggregateSnapshot snapshot = pipeline_->Snapshot();
+      families = BuildFamilies(snapshot);
+      for (auto& f : BuildPipelineFamilies(pipeline_->Stats(), snapshot)) {
+        families.push_back(std::move(f));
+      }
       for (auto& f : pipeline_->KernelStatsFamilies()) families.push_back(std::move(f));
     }
   }
@@ -152,6 +162,7 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
 void Service::Serve() {
   server_ = Bind(config_, &bound_port_);
   spdlog::info("serving {}", url());
+  pipeline_->StartSamplers();
   StartSampler();
 }
 
@@ -174,9 +185,17 @@ void Service::StopSampler() {
 }
 
 std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
-  return std::chrono::nanoseconds(SteadyNanos() - heartbeat_ns_.load());
+  // The aggregator thread and every sampler thread must all be alive.
+  int64_t oldest = heartbeat_ns_.load();
+  {
+    std::shared_lock lock(pipeline_mutex_);
+    if (pipeline_) oldest = std::min(oldest, pipeline_->OldestHeartbeatNs());
+  }
+  return std::chrono::nanoseconds(SteadyNanos() - oldest);
 }
 
+// The aggregator thread: every interval it notices CPU hotplug and drains the
+// samplers' rings into the aggregator.
 void Service::SamplerLoop() {
   const auto interval = config_.sampling.interval;
   auto next = std::chrono::steady_clock::now() + interval;
@@ -189,7 +208,8 @@ void Service::SamplerLoop() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next) {
       lock.unlock();
-      SampleOnce();
+      pipeline_->CheckHotplug();
+      pipeline_->Drain();
       lock.lock();
       next += interval;
       if (next < std::chrono::steady_clock::now()) {
@@ -207,6 +227,7 @@ void Service::RecordFailedReload() {
 
 void Service::Reload(const config::Config& next) {
   StopSampler();
+  pipeline_->StopSamplers();
   // Everything that can fail happens before anything is swapped, so a
   // failure leaves the old configuration running untouched.
   std::unique_ptr<Pipeline> fresh;
@@ -215,7 +236,7 @@ void Service::Reload(const config::Config& next) {
   try {
     pipeline_->SampleOnce();  // the latest deltas, so carried totals are current
     const AggregateSnapshot last = pipeline_->Snapshot();
-    fresh = std::make_unique<Pipeline>(next, sys_, sysfs_root_, &last);
+    fresh = std::make_unique<Pipeline>(next, sys_, sysfs_root_, &last, sampler_options());
     fresh->SampleOnce();
     const bool same_address = next.exporter.listen == config_.exporter.listen;
     const bool rebind = !same_address ||
@@ -237,6 +258,7 @@ void Service::Reload(const config::Config& next) {
   } catch (const std::exception&) {
     RecordFailedReload();
     if (!server_) server_ = Bind(config_, &bound_port_);
+    pipeline_->StartSamplers();
     StartSampler();
     throw;
   }
@@ -256,6 +278,7 @@ void Service::Reload(const config::Config& next) {
     status_.last_reload_success_unix_seconds = UnixSeconds();
   }
   spdlog::info("configuration reloaded from {}; serving {}", config_.source, url());
+  pipeline_->StartSamplers();
   StartSampler();
 }
 
@@ -266,6 +289,7 @@ void Service::StopServer() {
 
 void Service::Stop() {
   StopSampler();
+  if (pipeline_) pipeline_->StopSamplers();
   StopServer();
   std::unique_lock lock(pipeline_mutex_);
   pipeline_.reset();  // closes every perf fd

@@ -1,6 +1,9 @@
 #include "pmu/collectors/event_plan.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <cstring>
 
 #include "fake_perf.h"
 #include "pmu/collectors/cpu_counters.h"
@@ -106,6 +109,50 @@ TEST(EventPlan, OversizedGroupIsRejected) {
     specs.push_back({"e" + std::to_string(i), "context-switches", "big", 0, 0});
   }
   EXPECT_THROW(BuildEventPlan(specs, perf, 0), std::runtime_error);
+}
+
+TEST(EventPlan, BusyAndInvalidErrorsNameTheEventAndErrno) {
+  FakePerf perf;
+  perf.FailOpen(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES, -1, EBUSY);
+  perf.FailOpen(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, -1, EINVAL);
+  auto plan = BuildEventPlan(Specs({{"cs", "context-switches", ""}, {"pf", "page-faults", ""}}),
+                             perf, 0);
+  EXPECT_NE(plan.events[0].unsupported_reason.find("'context-switches'"), std::string::npos);
+  EXPECT_NE(plan.events[0].unsupported_reason.find(std::strerror(EBUSY)), std::string::npos)
+      << plan.events[0].unsupported_reason;
+  EXPECT_NE(plan.events[1].unsupported_reason.find(std::strerror(EINVAL)), std::string::npos);
+}
+
+TEST(EventPlan, FdLimitIsRaisedTowardTheHardLimitOrExplained) {
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max < 4096) {
+    GTEST_SKIP() << "hard RLIMIT_NOFILE " << saved.rlim_max << " is too small to test with";
+  }
+  rlimit low = saved;
+  low.rlim_cur = 512;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  // 8 CPUs x 100 events + 256 > 512: raised.
+  EXPECT_GE(EnsureFdLimit(8, 100), 8u * 100 + 256);
+  rlimit now{};
+  getrlimit(RLIMIT_NOFILE, &now);
+  EXPECT_GE(now.rlim_cur, 8u * 100 + 256);
+  // Beyond the hard limit: a clear error with the numbers.
+  low.rlim_cur = 512;
+  low.rlim_max = 2048;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  try {
+    EnsureFdLimit(64, 100);
+    ADD_FAILURE() << "no error for 6656 fds under a hard limit of 2048";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("needs 6656 file descriptors"), std::string::npos) << what;
+    EXPECT_NE(what.find("hard limit 2048"), std::string::npos) << what;
+    EXPECT_NE(what.find("LimitNOFILE"), std::string::npos) << what;
+  }
+  // Lowering the hard limit is permanent for unprivileged processes; as root
+  // the test restores it.
+  setrlimit(RLIMIT_NOFILE, &saved);
 }
 
 TEST(Topology, ReadsFakeSysfsTrees) {

@@ -50,6 +50,11 @@ class FakePerf : public collectors::PerfSyscalls {
     for (auto [f, leader] : leaders_) members += (f == fd || leader == fd) && open_.count(f);
     uint64_t words[3 + 2 * 16] = {members, ++reads_ * 1000, reads_ * 1000};
     for (size_t i = 0; i < members; ++i) words[3 + 2 * i] = reads_ * (i + 1);
+    if (read_values) {
+      uint64_t values[16] = {};
+      read_values(fd, values, members);
+      for (size_t i = 0; i < members; ++i) words[3 + 2 * i] = values[i];
+    }
     size_t n = std::min(len, (3 + 2 * members) * sizeof(uint64_t));
     std::memcpy(buf, words, n);
     return static_cast<ssize_t>(n);
@@ -60,6 +65,14 @@ class FakePerf : public collectors::PerfSyscalls {
     leaders_.erase(fd);
     return 0;
   }
+  // No perf_event_mmap_page unless a test provides pages (rdpmc tests).
+  std::function<const perf_event_mmap_page*(int fd)> map_page;
+  const perf_event_mmap_page* MapPage(int fd) override { return map_page ? map_page(fd) : nullptr; }
+  void UnmapPage(const perf_event_mmap_page*) override {}
+  // Overrides the scripted group readings: fills `values` (members in group
+  // order) for a read of the group led by `leader_fd`.
+  std::function<void(int leader_fd, uint64_t* values, size_t members)> read_values;
+
   size_t open_count() {
     std::lock_guard lock(mu_);
     return open_.size();

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "pmu/daemon/exporter.h"
 
 namespace pmu::daemon {
@@ -100,6 +102,61 @@ TEST(Aggregator, SeedCarriesTotalsOfEventsWithTheSameNameAndEncoding) {
   EXPECT_DOUBLE_EQ(t[0].count, 105);
   EXPECT_DOUBLE_EQ(t[1].count, 1);
   EXPECT_DOUBLE_EQ(t[0].enabled_seconds, 1100e-9);
+}
+
+TEST(Aggregator, GroupNeverScheduledIsFlaggedStarvedAndRecovers) {
+  Aggregator agg(TwoEventPlan(), 1);
+  agg.Ingest(Reading(0, 1, 10, 10, 1000, 1000));
+  for (uint64_t i = 2; i <= 1 + kStarvedIntervals; ++i) {
+    auto s = Reading(0, 1, 10, 10, 1000 * i, 1000);  // enabled, never running
+    s.tick = i;
+    agg.Ingest(s);
+  }
+  auto snap = agg.TakeSnapshot();
+  ASSERT_EQ(snap.cpus[0].group_starved.size(), 1u);
+  EXPECT_TRUE(snap.cpus[0].group_starved[0]);
+  auto s = Reading(0, 1, 20, 20, 10000, 2000);
+  s.tick = 10;
+  agg.Ingest(s);
+  EXPECT_FALSE(agg.TakeSnapshot().cpus[0].group_starved[0]);
+  std::string text = SerializeText(BuildFamilies(agg.TakeSnapshot()));
+  EXPECT_NE(text.find("pmu_event_group_starved{cpu=\"0\",group=\"g\"} 0"), std::string::npos);
+}
+
+struct Recorder : IntervalObserver {
+  std::vector<IntervalRecord> records;
+  std::vector<std::vector<double>> deltas;
+  void OnInterval(const IntervalRecord& r) override {
+    records.push_back(r);
+    deltas.emplace_back(r.event_deltas.begin(), r.event_deltas.end());
+  }
+};
+
+TEST(Aggregator, IntervalRecordsCarryScaledDeltasPerTick) {
+  Aggregator agg(TwoEventPlan(), 1);
+  Recorder rec;
+  agg.AddObserver(&rec);
+  auto reading = [](uint64_t tick, int64_t t, uint64_t a, uint64_t e, uint64_t r) {
+    auto s = Reading(0, 1, a, a / 2, e, r);
+    s.tick = tick;
+    s.timestamp_ns = t;
+    return s;
+  };
+  agg.Ingest(reading(1, 100, 100, 1000, 1000));  // first reading: no start, no record
+  agg.EndRound();
+  EXPECT_TRUE(rec.records.empty());
+  agg.Ingest(reading(2, 200, 150, 2000, 1500));  // +50 scaled x2 = 100
+  agg.EndRound();
+  ASSERT_EQ(rec.records.size(), 1u);
+  EXPECT_EQ(rec.records[0].start_ns, 100);
+  EXPECT_EQ(rec.records[0].end_ns, 200);
+  EXPECT_DOUBLE_EQ(rec.deltas[0][0], 100);
+  EXPECT_DOUBLE_EQ(rec.deltas[0][1], 50);
+  EXPECT_TRUE(std::isnan(rec.deltas[0][2])) << "unsupported event: unknown, not zero";
+  agg.Ingest(reading(3, 300, 150, 3000, 1500));  // did not run: unknown
+  agg.EndRound();
+  ASSERT_EQ(rec.records.size(), 2u);
+  EXPECT_TRUE(std::isnan(rec.deltas[1][0]));
 }
 
 TEST(Exporter, UnsupportedEventsAreNeverExportedAsCounts) {

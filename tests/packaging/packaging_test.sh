@@ -132,6 +132,9 @@ deb_depends() {
   local paths=()
   for lib in $needed; do
     path=$(awk -v lib="$lib" '$1 == lib && $2 == "=>" { print $3 }' <<<"$resolved")
+    # The dynamic loader (NEEDED when glibc's __rseq_offset/__rseq_size are
+    # used) is listed by ldd by its path, without "=>".
+    [[ -n $path ]] || path=$(awk -v lib="$lib" '$1 ~ ("/" lib "$") { print $1 }' <<<"$resolved")
     [[ -n $path ]] || fail "ldd does not resolve $lib"
     path_of[$lib]="$path $(readlink -f "$path")"
     paths+=(${path_of[$lib]})

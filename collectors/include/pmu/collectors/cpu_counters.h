@@ -25,6 +25,9 @@ class CpuCounters {
   size_t open_groups() const { return groups_.size(); }
   size_t open_fds() const;
 
+  // The open groups (for samplers that choose a read path per group).
+  std::vector<std::unique_ptr<EventGroup>>& groups() { return groups_; }
+
   // Reads every open group with read(2) and hands each reading to `sink`.
   // Returns the number of groups that failed to read.
   size_t ReadAll(const std::function<void(const GroupSample&)>& sink);

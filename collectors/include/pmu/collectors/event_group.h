@@ -37,6 +37,12 @@ class EventGroup {
   // sets cpu, generation, timestamp and path). Returns 0 or -errno.
   int Read(GroupSample* out) noexcept;
 
+  // Maps every member's perf_event_mmap_page (for the rdpmc path); all or
+  // nothing: returns false and maps none when any page fails. Idempotent.
+  bool MapPages();
+  // Empty unless MapPages() succeeded; leader first.
+  const std::vector<const perf_event_mmap_page*>& pages() const { return pages_; }
+
   int cpu() const { return cpu_; }
   size_t group_index() const { return group_index_; }
   const std::vector<int>& fds() const { return fds_; }
@@ -50,6 +56,7 @@ class EventGroup {
   int cpu_;
   std::vector<int> fds_;        // leader first
   std::vector<uint64_t> ids_;   // PERF_EVENT_IOC_ID of each fd, same order
+  std::vector<const perf_event_mmap_page*> pages_;
 };
 
 }  // namespace pmu::collectors

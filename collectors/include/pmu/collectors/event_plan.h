@@ -60,6 +60,12 @@ struct EventPlan {
 EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscalls& sys,
                          int probe_cpu);
 
+// Makes room for `cpus` x (supported events) perf fds plus `reserve` other
+// fds: raises the soft RLIMIT_NOFILE toward the hard limit when needed.
+// Returns the limit in force; throws std::runtime_error naming the numbers
+// when even the hard limit is too small.
+uint64_t EnsureFdLimit(size_t cpus, size_t events, size_t reserve = 256);
+
 // The actionable text for a perf_event_open failure of `event` (errno > 0).
 std::string DescribeOpenError(const std::string& event, const perf_event_attr& attr, int err);
 

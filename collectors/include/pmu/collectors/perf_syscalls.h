@@ -29,6 +29,10 @@ class PerfSyscalls {
   virtual ssize_t Read(int fd, void* buf, size_t len) = 0;
   // close(2); returns 0 or -errno.
   virtual int Close(int fd) = 0;
+  // mmap(2) of the event's first page (struct perf_event_mmap_page, the
+  // rdpmc metadata), read-only. nullptr when it cannot be mapped.
+  virtual const perf_event_mmap_page* MapPage(int fd) = 0;
+  virtual void UnmapPage(const perf_event_mmap_page* page) = 0;
 };
 
 class RealPerfSyscalls final : public PerfSyscalls {
@@ -36,6 +40,8 @@ class RealPerfSyscalls final : public PerfSyscalls {
   int Open(perf_event_attr* attr, pid_t pid, int cpu, int group_fd, unsigned long flags) override;
   ssize_t Read(int fd, void* buf, size_t len) override;
   int Close(int fd) override;
+  const perf_event_mmap_page* MapPage(int fd) override;
+  void UnmapPage(const perf_event_mmap_page* page) override;
 };
 
 // A process-wide RealPerfSyscalls.

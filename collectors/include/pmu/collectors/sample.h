@@ -15,7 +15,21 @@
 
 namespace pmu::collectors {
 
+// How a reading was taken (best first):
+//  kRdpmc       rdpmc inside the rseq counter-read section on CPU N;
+//  kLocalRead   read(2) issued on CPU N itself (confirmed through rseq before
+//               and after): no IPI;
+//  kRemoteRead  read(2) from another CPU: always correct, costs an IPI.
 enum class ReadPath : uint8_t { kRdpmc = 0, kLocalRead = 1, kRemoteRead = 2 };
+inline constexpr int kReadPathCount = 3;
+inline const char* ReadPathName(ReadPath p) {
+  switch (p) {
+    case ReadPath::kRdpmc: return "rdpmc";
+    case ReadPath::kLocalRead: return "local_read";
+    case ReadPath::kRemoteRead: return "remote_read";
+  }
+  return "unknown";
+}
 
 struct GroupSample {
   int32_t cpu = -1;
@@ -23,6 +37,8 @@ struct GroupSample {
   uint32_t generation = 0;  // fd generation of this CPU
   uint32_t count = 0;       // number of valid entries in values
   int64_t timestamp_ns = 0; // CLOCK_MONOTONIC when read
+  uint64_t tick = 0;        // the sampler's tick number (all groups of a tick share it)
+  int32_t read_cpu = -1;    // the CPU the reading thread was on when it pushed
   uint64_t time_enabled = 0;
   uint64_t time_running = 0;
   std::array<uint64_t, kMaxGroupEvents> values{};  // in PlannedGroup::members order

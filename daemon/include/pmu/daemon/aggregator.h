@@ -5,13 +5,25 @@
 // to a running total, so totals are monotonic by construction: a Prometheus
 // counter never goes down, even when the scaling ratio changes or fds are
 // reopened. A reading whose `generation` differs from the previous one (fds
-// reopened) counts from zero. An interval in which the event did not run at
-// all (delta_running == 0) adds nothing: the count is unknown, not zero.
+// reopened after hotplug or reload) counts from zero. An interval in which the
+// event did not run at all (delta_running == 0) adds nothing: the count is
+// unknown, not zero.
 //
-// Thread safety: Ingest from any one thread at a time (the sampler);
-// TakeSnapshot from any thread concurrently (the exporter).
+// Per (CPU, sampler tick) it also assembles an IntervalRecord of the scaled
+// deltas and hands it to the observers once the tick is complete (the next
+// tick of that CPU began, or EndRound() was called after a drain).
+//
+// Multiplexing: a group that was enabled but never ran for
+// kStarvedIntervals consecutive intervals is flagged starved (one log line
+// naming the likely causes); an event counting less than
+// `min_running_ratio` of its enabled time is warned about at most once per
+// event every kRatioWarningPeriod.
+//
+// Thread safety: Ingest/EndRound/Seed/AddObserver from one thread at a time
+// (the aggregator's); TakeSnapshot from any thread concurrently.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -19,8 +31,12 @@
 
 #include "pmu/collectors/event_plan.h"
 #include "pmu/collectors/sample.h"
+#include "pmu/daemon/interval.h"
 
 namespace pmu::daemon {
+
+inline constexpr int kStarvedIntervals = 3;
+inline constexpr std::chrono::minutes kRatioWarningPeriod{10};
 
 struct EventTotals {
   bool seen = false;             // at least one reading arrived
@@ -34,6 +50,10 @@ struct EventTotals {
 struct CpuTotals {
   int cpu = -1;
   std::vector<EventTotals> events;  // indexed like EventPlan::events
+  std::vector<bool> group_starved;  // indexed like EventPlan::groups
+  uint64_t group_samples = 0;       // GroupSamples ingested for this CPU
+  bool has_path = false;
+  collectors::ReadPath last_path = collectors::ReadPath::kRemoteRead;
 };
 
 struct AggregateSnapshot {
@@ -44,9 +64,15 @@ struct AggregateSnapshot {
 class Aggregator {
  public:
   // `cpu_slots`: one more than the highest CPU number that can appear.
-  Aggregator(std::shared_ptr<const collectors::EventPlan> plan, int cpu_slots);
+  Aggregator(std::shared_ptr<const collectors::EventPlan> plan, int cpu_slots,
+             double min_running_ratio = 0.5);
 
   void Ingest(const collectors::GroupSample& sample);
+  // Completes every open tick (call after each drain round).
+  void EndRound();
+  // Observers get every completed IntervalRecord; not owned; must outlive
+  // the aggregator or be removed by destroying it first.
+  void AddObserver(IntervalObserver* observer) { observers_.push_back(observer); }
 
   // Carries totals over from another plan's snapshot (a reload): an event
   // of this plan takes the totals of the event with the same name in
@@ -54,8 +80,8 @@ class Aggregator {
   // type and config; everything else starts at zero. The next reading of
   // each CPU counts from zero (new fds). Call before the first Ingest.
   void Seed(const AggregateSnapshot& previous);
-  AggregateSnapshot TakeSnapshot() const;
 
+  AggregateSnapshot TakeSnapshot() const;
   uint64_t samples_ingested() const;
 
  private:
@@ -70,12 +96,32 @@ class Aggregator {
     bool seen = false;
     std::vector<EventTotals> totals;
     std::vector<Previous> previous;
+    std::vector<int> zero_running_streak;  // per group
+    std::vector<bool> starved;             // per group
+    uint64_t group_samples = 0;
+    bool has_path = false;
+    collectors::ReadPath last_path = collectors::ReadPath::kRemoteRead;
+    // The tick being assembled.
+    bool tick_open = false;
+    uint64_t tick = 0;
+    int64_t tick_start_ns = 0;
+    int64_t tick_end_ns = 0;
+    int64_t last_tick_end_ns = 0;
+    std::vector<double> tick_deltas;
   };
 
+  void FlushTick(int cpu, CpuState& state);
+  void NoteRunning(int cpu, CpuState& state, uint32_t group, uint64_t d_enabled,
+                   uint64_t d_running);
+  void WarnLowRatio(int cpu, size_t event, double ratio);
+
   std::shared_ptr<const collectors::EventPlan> plan_;
+  double min_running_ratio_;
   mutable std::mutex mutex_;
   std::vector<CpuState> cpus_;
   uint64_t samples_ingested_ = 0;
+  std::vector<IntervalObserver*> observers_;
+  std::vector<std::chrono::steady_clock::time_point> last_ratio_warning_;  // per event
 };
 
 }  // namespace pmu::daemon

@@ -64,6 +64,8 @@ class Service {
   // How often the sampler thread proves it is alive even when the sampling
   // interval is longer (set before Serve(); the watchdog uses it).
   void set_heartbeat_period(std::chrono::nanoseconds period) { heartbeat_period_ = period; }
+  // Sampler options (tests: fake rdpmc source); set before Start().
+  void set_sampler_options(SamplerOptions options) { sampler_options_ = options; }
   // Time since the sampler thread last completed a loop iteration; the
   // watchdog is fed only while this stays small.
   std::chrono::nanoseconds SamplerHeartbeatAge() const;
@@ -81,6 +83,7 @@ class Service {
 
  private:
   void SamplerLoop();
+  SamplerOptions sampler_options() const;
   void StartSampler();
   void StopSampler();
   // A started server for `config`'s endpoint; throws std::runtime_error.
@@ -104,6 +107,7 @@ class Service {
   std::condition_variable stop_cv_;
   bool stop_ = false;
   std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
+  SamplerOptions sampler_options_;
   std::atomic<int64_t> heartbeat_ns_{0};
 };
 
