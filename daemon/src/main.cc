@@ -12,6 +12,9 @@
 #include <iostream>
 #include <thread>
 
+#include <pmu/rseq/abi.h>
+#include <pmu/rseq/membarrier.h>
+
 #include "pmu/collectors/pfm.h"
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/topology.h"
@@ -165,6 +168,9 @@ int main(int argc, char** argv) {
   // inherits the mask and only sigwait() in the main thread receives them.
   const sigset_t set = HandledSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // membarrier's RSEQ command must be registered while the process is still
+  // single-threaded; the rings use it to fence producers when it is there.
+  const bool membarrier = pmu::rseq::RegisterMembarrierRseq();
   signal(SIGPIPE, SIG_IGN);
 
   pmu::daemon::InitLogging();
@@ -214,6 +220,8 @@ int main(int argc, char** argv) {
     }
     spdlog::info("pmu-exporter {} ({}) starting with configuration {}", pmu::daemon::kVersion,
                  pmu::daemon::kRevision, config.source);
+    spdlog::info("{}; membarrier RSEQ fence {}", pmu::rseq::ModeDescription(),
+                 membarrier ? "registered" : "unavailable (rings fence by visiting the CPU)");
     return opts.once ? RunOnce(config) : Serve(config, opts.config_path);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
