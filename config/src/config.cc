@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
+#include <iterator>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -23,10 +25,11 @@
 namespace pmu::config {
 namespace {
 
-constexpr std::array<std::string_view, 6> kRootKeys{"exporter", "sampling", "log", "stats", "web",
-                                                    "events"};
-constexpr std::array<std::string_view, 3> kExporterKeys{"listen", "metrics_path", "port_file"};
-constexpr std::array<std::string_view, 2> kSamplingKeys{"interval", "cpus"};
+constexpr std::array<std::string_view, 7> kRootKeys{"exporter", "sampling", "log", "stats",
+                                                    "web",      "events",   "derived"};
+constexpr std::array<std::string_view, 4> kExporterKeys{"listen", "metrics_path", "port_file",
+                                                        "max_series"};
+constexpr std::array<std::string_view, 3> kSamplingKeys{"interval", "cpus", "min_running_ratio"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "target"};
 constexpr std::array<std::string_view, 7> kWebKeys{
     "tls_cert_file",   "tls_key_file",    "users",       "max_connections",
@@ -40,6 +43,16 @@ constexpr std::array<std::pair<LogTarget, std::string_view>, 3> kLogTargets{{
 constexpr std::array<std::string_view, 4> kStatsKeys{"proc_stat", "softirqs", "schedstat",
                                                      "cpufreq"};
 constexpr std::array<std::string_view, 3> kEventKeys{"name", "event", "group"};
+constexpr std::array<std::string_view, 6> kDerivedKeys{"name",  "numerator", "denominator",
+                                                       "scope", "buckets",   "per_second"};
+// pmu_derived_<name> is a histogram (_bucket, _sum, _count) with a _last
+// gauge beside it; promtool wants no histogram named _total.
+constexpr std::array<std::string_view, 5> kReservedDerivedSuffixes{"_bucket", "_sum", "_count",
+                                                                   "_last", "_total"};
+constexpr std::array<std::pair<DerivedScope, std::string_view>, 2> kDerivedScopes{{
+    {DerivedScope::kHost, "host"},
+    {DerivedScope::kCpu, "cpu"},
+}};
 
 constexpr std::array<std::string_view, 8> kDefaultEvents{
     "cycles",    "instructions",     "cache-misses",   "branch-misses",
@@ -140,6 +153,14 @@ bool IsEventNameChar(char c) {
          c == '.' || c == ':' || c == '-';
 }
 
+// [a-z_][a-z0-9_]*: the name becomes part of a metric name.
+bool IsDerivedName(std::string_view name) {
+  if (name.empty() || (name.front() >= '0' && name.front() <= '9')) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
 std::string JoinKey(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
@@ -168,6 +189,11 @@ class Validator {
       config.events = ReadEvents(*events);
     } else {
       config.events = DefaultConfig().events;
+    }
+    // After the events: inputs are checked against the final event list,
+    // wherever the tables stand in the file.
+    if (const toml::node* derived = root.get("derived")) {
+      config.derived = ReadDerivedList(*derived, config.events);
     }
     return config;
   }
@@ -246,11 +272,25 @@ class Validator {
     if (const auto* port_file = String(table, path, "port_file", "\"/run/pmu-exporter.port\"")) {
       out.port_file = port_file->get();
     }
+    Integer(table, path, "max_series", 1, 100'000'000, out.max_series);
   }
 
   void ReadSampling(const toml::table& table, SamplingConfig& out) const {
     const std::string path = "sampling";
     RejectUnknownKeys(table, path, kSamplingKeys);
+    if (const toml::node* ratio = table.get("min_running_ratio")) {
+      if (!ratio->is_number()) {
+        Fail(ratio->source(), "sampling.min_running_ratio",
+             "expected a number like 0.5, got " + std::string(TypeName(ratio->type())));
+      }
+      const double value = ratio->is_integer() ? static_cast<double>(ratio->as_integer()->get())
+                                               : ratio->as_floating_point()->get();
+      if (!(value > 0 && value <= 1)) {
+        Fail(ratio->source(), "sampling.min_running_ratio",
+             "min_running_ratio must be in (0, 1], e.g. 0.5");
+      }
+      out.min_running_ratio = value;
+    }
     if (const auto* interval = String(table, path, "interval", "\"1s\"")) {
       out.interval = ParseValue(*interval, "sampling.interval", ParseDuration);
     }
@@ -343,23 +383,34 @@ class Validator {
     if (const toml::node* users = table.get("users")) out.users = ReadWebUsers(*users);
   }
 
-  std::vector<WebUser> ReadWebUsers(const toml::node& node) const {
+  // The entries of the array of tables `node` at `key` ([[key]] or an inline
+  // array), each with its path "key[i]", 1-based as documented in config.h.
+  // `required` names the keys an entry needs, for the error on a non-table.
+  std::vector<std::pair<std::string, const toml::table*>> TableArray(
+      const toml::node& node, const std::string& key, std::string_view required) const {
     const toml::array* array = node.as_array();
     if (array == nullptr) {
-      Fail(node.source(), "web.users",
-           "expected an array of tables ([[web.users]] entries), got " +
+      Fail(node.source(), key,
+           "expected an array of tables ([[" + key + "]] entries), got " +
                std::string(TypeName(node.type())));
     }
-    std::vector<WebUser> users;
-    int index = 0;
+    std::vector<std::pair<std::string, const toml::table*>> entries;
     for (const toml::node& element : *array) {
-      const std::string path = "web.users[" + std::to_string(++index) + "]";
+      std::string path = key + "[" + std::to_string(entries.size() + 1) + "]";
       const toml::table* table = element.as_table();
       if (table == nullptr) {
         Fail(element.source(), path,
-             "expected a table with 'name' and 'password_hash', got " +
+             "expected a table with " + std::string(required) + ", got " +
                  std::string(TypeName(element.type())));
       }
+      entries.emplace_back(std::move(path), table);
+    }
+    return entries;
+  }
+
+  std::vector<WebUser> ReadWebUsers(const toml::node& node) const {
+    std::vector<WebUser> users;
+    for (const auto& [path, table] : TableArray(node, "web.users", "'name' and 'password_hash'")) {
       RejectUnknownKeys(*table, path, kWebUserKeys);
       const auto* name = String(*table, path, "name", "\"prometheus\"");
       if (name == nullptr) Fail(table->source(), path + ".name", "missing required key 'name'");
@@ -407,28 +458,14 @@ class Validator {
   }
 
   std::vector<EventSpec> ReadEvents(const toml::node& node) const {
-    const toml::array* array = node.as_array();
-    if (array == nullptr) {
-      Fail(node.source(), "events",
-           "expected an array of tables ([[events]] entries), got " +
-               std::string(TypeName(node.type())));
-    }
-    if (array->empty()) {
+    const auto entries = TableArray(node, "events", "'name' and 'event'");
+    if (entries.empty()) {
       Fail(node.source(), "events",
            "empty event list: add [[events]] entries, or remove 'events' to use the defaults");
     }
     std::vector<EventSpec> events;
     std::map<std::string, int, std::less<>> name_lines;  // name -> line of its first use
-    int index = 0;
-    for (const toml::node& element : *array) {
-      ++index;  // 1-based, as documented in config.h
-      const std::string path = "events[" + std::to_string(index) + "]";
-      const toml::table* table = element.as_table();
-      if (table == nullptr) {
-        Fail(element.source(), path,
-             "expected a table with 'name' and 'event', got " +
-                 std::string(TypeName(element.type())));
-      }
+    for (const auto& [path, table] : entries) {
       events.push_back(ReadEvent(*table, path, name_lines));
     }
     return events;
@@ -472,6 +509,165 @@ class Validator {
     return spec;
   }
 
+  std::vector<DerivedSpec> ReadDerivedList(const toml::node& node,
+                                           const std::vector<EventSpec>& events) const {
+    std::vector<DerivedSpec> list;
+    std::map<std::string, int, std::less<>> name_lines;  // name -> line of its first use
+    for (const auto& [path, table] : TableArray(node, "derived", "'name' and 'numerator'")) {
+      DerivedSpec spec = ReadDerived(*table, path, events);
+      const toml::source_region& where = table->get("name")->source();
+      const auto [first, inserted] =
+          name_lines.emplace(spec.name, static_cast<int>(where.begin.line));
+      if (!inserted) {
+        Fail(where, path + ".name",
+             "duplicate derived metric '" + spec.name + "' (first defined at line " +
+                 std::to_string(first->second) + ")");
+      }
+      list.push_back(std::move(spec));
+    }
+    return list;
+  }
+
+  DerivedSpec ReadDerived(const toml::table& table, const std::string& path,
+                          const std::vector<EventSpec>& events) const {
+    RejectUnknownKeys(table, path, kDerivedKeys);
+    DerivedSpec spec;
+    spec.line = static_cast<int>(table.source().begin.line);
+    spec.column = static_cast<int>(table.source().begin.column);
+
+    const auto* name = String(table, path, "name", "\"ipc\"");
+    if (name == nullptr) Fail(table.source(), path + ".name", "missing required key 'name'");
+    spec.name = name->get();
+    if (!IsDerivedName(spec.name)) {
+      Fail(name->source(), path + ".name",
+           "derived metric name '" + spec.name +
+               "' must match [a-z_][a-z0-9_]* (it becomes part of the metric name "
+               "pmu_derived_<name>)");
+    }
+    for (std::string_view suffix : kReservedDerivedSuffixes) {
+      if (spec.name.ends_with(suffix)) {
+        Fail(name->source(), path + ".name",
+             "derived metric name '" + spec.name + "' must not end in '" + std::string(suffix) +
+                 "' (the exported series' names would collide)");
+      }
+    }
+    if (const auto* scope = String(table, path, "scope", "\"host\"")) {
+      spec.scope = Choice(*scope, path + ".scope", "scope", kDerivedScopes, "host or cpu");
+    }
+    Boolean(table, path, "per_second", spec.per_second);
+
+    const toml::node* numerator = table.get("numerator");
+    if (numerator == nullptr) {
+      Fail(table.source(), path + ".numerator", "missing required key 'numerator'");
+    }
+    spec.numerator = ReadInputs(*numerator, path + ".numerator", events);
+    const toml::node* denominator = table.get("denominator");
+    if (spec.per_second && denominator != nullptr) {
+      Fail(denominator->source(), path + ".denominator",
+           "per_second = true divides by the interval's duration: remove 'denominator' (or "
+           "per_second for a ratio)");
+    }
+    if (!spec.per_second) {
+      if (denominator == nullptr) {
+        Fail(table.source(), path + ".denominator",
+             "missing required key 'denominator' (or set per_second = true for a rate)");
+      }
+      spec.denominator = ReadInputs(*denominator, path + ".denominator", events);
+      if (IsStatInput(spec.numerator.front()) != IsStatInput(spec.denominator.front())) {
+        Fail(denominator->source(), path + ".denominator",
+             "numerator and denominator must both be events or both be statistics inputs (" +
+                 std::string(kProcStatBusySeconds) + ", ...): they are sampled separately");
+      }
+    }
+    if (const toml::node* buckets = table.get("buckets")) {
+      spec.buckets = ReadBuckets(*buckets, path + ".buckets");
+    }
+    return spec;
+  }
+
+  // A string or a non-empty array of strings, each a configured event name or
+  // a statistics input; all of one kind, none repeated.
+  std::vector<std::string> ReadInputs(const toml::node& node, const std::string& key,
+                                      const std::vector<EventSpec>& events) const {
+    std::vector<const toml::node*> items;
+    if (const toml::array* array = node.as_array()) {
+      if (array->empty()) Fail(node.source(), key, "empty list: name at least one event");
+      for (const toml::node& element : *array) items.push_back(&element);
+    } else {
+      items.push_back(&node);
+    }
+    std::vector<std::string> names;
+    for (const toml::node* item : items) {
+      if (!item->is_string()) {
+        Fail(item->source(), key,
+             "expected an event name or an array of event names, got " +
+                 std::string(TypeName(item->type())));
+      }
+      const std::string& input = item->as_string()->get();
+      if (!IsStatInput(input) &&
+          std::none_of(events.begin(), events.end(),
+                       [&](const EventSpec& e) { return e.name == input; })) {
+        Fail(item->source(), key, UnknownInputMessage(input, events));
+      }
+      if (std::find(names.begin(), names.end(), input) != names.end()) {
+        Fail(item->source(), key, "'" + input + "' is listed twice");
+      }
+      if (!names.empty() && IsStatInput(input) != IsStatInput(names.front())) {
+        Fail(item->source(), key, "cannot sum events and statistics inputs");
+      }
+      names.push_back(input);
+    }
+    return names;
+  }
+
+  static std::string UnknownInputMessage(const std::string& input,
+                                         const std::vector<EventSpec>& events) {
+    std::vector<std::string_view> known;
+    for (const EventSpec& e : events) known.push_back(e.name);
+    for (std::string_view stat : kStatInputs) known.push_back(stat);
+    // The same suggestion rules as for keys, worded for inputs.
+    std::string message = UnknownKeyMessage(input, known);
+    const auto replace = [&message](std::string_view from, std::string_view to) {
+      const size_t at = message.find(from);
+      if (at != std::string::npos) message.replace(at, from.size(), to);
+    };
+    replace("unknown key", "unknown event");
+    replace("(known keys: ", "(configured events and statistics inputs: ");
+    return message;
+  }
+
+  std::vector<double> ReadBuckets(const toml::node& node, const std::string& key) const {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      Fail(node.source(), key,
+           "expected an array of numbers like [0.5, 1, 2], got " +
+               std::string(TypeName(node.type())));
+    }
+    if (array->empty()) {
+      Fail(node.source(), key, "empty bucket list: leave 'buckets' out for the default");
+    }
+    std::vector<double> bounds;
+    for (const toml::node& element : *array) {
+      double bound = 0;
+      if (const auto* integer = element.as_integer()) {
+        bound = static_cast<double>(integer->get());
+      } else if (const auto* floating = element.as_floating_point()) {
+        bound = floating->get();
+      } else {
+        Fail(element.source(), key,
+             "expected a number, got " + std::string(TypeName(element.type())));
+      }
+      if (!std::isfinite(bound) || bound <= 0) {
+        Fail(element.source(), key, "bucket bounds must be positive and finite");
+      }
+      if (!bounds.empty() && bound <= bounds.back()) {
+        Fail(element.source(), key, "bucket bounds must be strictly increasing");
+      }
+      bounds.push_back(bound);
+    }
+    return bounds;
+  }
+
   const std::string& source_;
   const ParseContext& context_;
 };
@@ -501,6 +697,17 @@ std::string_view ToString(LogTarget target) {
     if (value == target) return name;
   }
   return "auto";
+}
+
+std::string_view ToString(DerivedScope scope) {
+  for (const auto& [value, name] : kDerivedScopes) {
+    if (value == scope) return name;
+  }
+  return "host";
+}
+
+bool IsStatInput(std::string_view name) {
+  return std::find(std::begin(kStatInputs), std::end(kStatInputs), name) != std::end(kStatInputs);
 }
 
 std::string_view ToString(LogLevel level) {

@@ -44,7 +44,7 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   int slots = 1;
   for (int cpu : possible) slots = std::max(slots, cpu + 1);
   for (int cpu : selectable_) slots = std::max(slots, cpu + 1);
-  aggregator_ = std::make_unique<Aggregator>(plan_, slots);
+  aggregator_ = std::make_unique<Aggregator>(plan_, slots, config.sampling.min_running_ratio);
   if (carry != nullptr) {
     // Only CPUs this configuration selects carry over; a CPU dropped from the
     // configuration disappears like a removed event.
@@ -54,6 +54,10 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
     }
     aggregator_->Seed(kept);
   }
+  // Per-interval derived metrics; refuses a configuration over max_series.
+  derived_ = std::make_unique<DerivedEngine>(config, *plan_, selectable_);
+  aggregator_->AddObserver(derived_.get());
+
   // An empty CPU list means "every CPU the kernel lists", which follows
   // hotplug without extra work.
   stats_ = std::make_unique<KernelStatsCollector>(
@@ -71,8 +75,11 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
 
 Pipeline::~Pipeline() {
   StopSamplers();
-  std::lock_guard lock(mutex_);
-  samplers_.clear();  // closes every perf fd
+  {
+    std::lock_guard lock(mutex_);
+    samplers_.clear();  // closes every perf fd
+  }
+  aggregator_.reset();  // before the observer it points to
 }
 
 std::vector<int> Pipeline::WantedCpus() const {
@@ -131,6 +138,13 @@ void Pipeline::Drain() {
     aggregator_->Ingest(s);
   });
   aggregator_->EndRound();
+  derived_->EndRound();
+}
+
+void Pipeline::ProcStatTick() {
+  if (!derived_->NeedsProcStat()) return;
+  derived_->OnProcStat(collectors::ParseProcStat(sysfs_root_, ticks_per_second_),
+                       collectors::MonotonicNanos());
 }
 
 bool Pipeline::CheckHotplug() {

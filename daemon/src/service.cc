@@ -49,12 +49,14 @@ SamplerOptions Service::sampler_options() const {
 void Service::Start() {
   pipeline_ = std::make_unique<Pipeline>(config_, sys_, sysfs_root_, nullptr, sampler_options());
   pipeline_->SampleOnce();
+  pipeline_->ProcStatTick();  // primes the /proc/stat-based derived metrics
 }
 
 void Service::SampleOnce() {
   // Only while no sampler threads run (start-up, --once): the pipeline cannot
   // be swapped underneath, Reload stops everything first.
   pipeline_->SampleOnce();
+  pipeline_->ProcStatTick();
 }
 
 AggregateSnapshot Service::Snapshot() const {
@@ -126,27 +128,32 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
         families.push_back(std::move(f));
       }
       for (auto& f : pipeline_->KernelStatsFamilies()) families.push_back(std::move(f));
+      for (auto& f : pipeline_->DerivedFamilies()) families.push_back(std::move(f));
     }
   }
   if (server_) {
     const HttpServer::Stats http = server_->stats();
-    families.push_back(CounterFamily("pmu_exporter_http_requests_total",
-                                     "HTTP requests answered by the metrics endpoint.",
-                                     static_cast<double>(http.requests)));
-    families.push_back(CounterFamily("pmu_exporter_http_connections_total",
-                                     "Connections accepted by the metrics endpoint.",
-                                     static_cast<double>(http.connections_accepted)));
-    families.push_back(CounterFamily(
-        "pmu_exporter_http_connections_rejected_total",
-        "Connections closed at once because [web] max_connections were open.",
-        static_cast<double>(http.connections_rejected)));
-    families.push_back(CounterFamily("pmu_exporter_http_auth_failures_total",
-                                     "Requests refused for missing or wrong credentials.",
-                                     static_cast<double>(http.auth_failures)));
-    families.push_back(CounterFamily(
-        "pmu_exporter_http_timeouts_total",
-        "Connections closed because a request or TLS handshake did not complete in time.",
-        static_cast<double>(http.timeouts)));
+    const struct {
+      const char* name;
+      const char* help;
+      uint64_t value;
+    } counters[] = {
+        {"pmu_exporter_http_requests_total", "HTTP requests answered by the metrics endpoint.",
+         http.requests},
+        {"pmu_exporter_http_connections_total", "Connections accepted by the metrics endpoint.",
+         http.connections_accepted},
+        {"pmu_exporter_http_connections_rejected_total",
+         "Connections closed at once because [web] max_connections were open.",
+         http.connections_rejected},
+        {"pmu_exporter_http_auth_failures_total",
+         "Requests refused for missing or wrong credentials.", http.auth_failures},
+        {"pmu_exporter_http_timeouts_total",
+         "Connections closed because a request or TLS handshake did not complete in time.",
+         http.timeouts},
+    };
+    for (const auto& c : counters) {
+      families.push_back(CounterFamily(c.name, c.help, static_cast<double>(c.value)));
+    }
   }
   const ServiceStatus st = Status();
   families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
@@ -210,6 +217,7 @@ void Service::SamplerLoop() {
       lock.unlock();
       pipeline_->CheckHotplug();
       pipeline_->Drain();
+      pipeline_->ProcStatTick();
       lock.lock();
       next += interval;
       if (next < std::chrono::steady_clock::now()) {

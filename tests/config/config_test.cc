@@ -83,7 +83,7 @@ INSTANTIATE_TEST_SUITE_P(Syntax, BadConfigTest, testing::ValuesIn(SyntaxCases())
 std::vector<BadCase> UnknownKeyCases() {
   return {
       {"RootNoSuggestion", "\nfoo = 1\n", 2, 1, "foo",
-       "unknown key 'foo' (known keys: exporter, sampling, log, stats, web, events)"},
+       "unknown key 'foo' (known keys: exporter, sampling, log, stats, web, events, derived)"},
       {"RootEventsTypo", "[[event]]\nname = \"a\"\n", 1, 3, "event",
        "unknown key 'event' (did you mean 'events'?)"},
       {"RootTableTypo", "[sampleing]\n", 1, 2, "sampleing", "(did you mean 'sampling'?)"},
@@ -154,6 +154,12 @@ const std::string kHash = "$y$j9T$VNt3kLpK1Lw8fcNsDjQ8P.$i2li5guTQzOi5JJEJCa5wqY
 
 std::vector<BadCase> WebCases() {
   return {
+      {"RatioZero", "[sampling]\nmin_running_ratio = 0.0\n", 2, 21, "sampling.min_running_ratio",
+       "must be in (0, 1]"},
+      {"RatioAboveOne", "[sampling]\nmin_running_ratio = 2\n", 2, 21,
+       "sampling.min_running_ratio", "must be in (0, 1]"},
+      {"RatioString", "[sampling]\nmin_running_ratio = \"half\"\n", 2, 21,
+       "sampling.min_running_ratio", "expected a number like 0.5, got a string"},
       {"LogTarget", "[log]\ntarget = \"syslog\"\n", 2, 10, "log.target",
        "unknown log target 'syslog' (expected auto, stderr or journald)"},
       {"CertWithoutKey", "[web]\ntls_cert_file = \"/etc/c.pem\"\n", 2, 17, "web.tls_key_file",
@@ -333,6 +339,97 @@ std::vector<BadCase> EventCases() {
 }
 INSTANTIATE_TEST_SUITE_P(Events, BadConfigTest, testing::ValuesIn(EventCases()), CaseName);
 
+// One [[derived]] entry named "d" whose further lines start at line 3.
+std::string DerivedEntry(const std::string& body) {
+  return "[[derived]]\nname = \"d\"\n" + body;
+}
+
+std::vector<BadCase> DerivedCases() {
+  const std::string ipc = "numerator = \"instructions\"\ndenominator = \"cycles\"\n";
+  return {
+      {"NotArray", "derived = 1\n", 1, 11, "derived",
+       "expected an array of tables ([[derived]] entries), got an integer"},
+      {"ElementNotTable", "derived = [1]\n", 1, 12, "derived[1]",
+       "expected a table with 'name' and 'numerator', got an integer"},
+      {"MissingName", "[[derived]]\n" + ipc, 1, 1, "derived[1].name",
+       "missing required key 'name'"},
+      {"NameUppercase", "[[derived]]\nname = \"IPC\"\n" + ipc, 2, 8, "derived[1].name",
+       "derived metric name 'IPC' must match [a-z_][a-z0-9_]*"},
+      {"NameLeadingDigit", "[[derived]]\nname = \"2x\"\n" + ipc, 2, 8, "derived[1].name",
+       "must match [a-z_][a-z0-9_]*"},
+      {"NameDash", "[[derived]]\nname = \"miss-ratio\"\n" + ipc, 2, 8, "derived[1].name",
+       "must match"},
+      {"NameEmpty", "[[derived]]\nname = \"\"\n" + ipc, 2, 8, "derived[1].name", "must match"},
+      {"NameCollidingSuffix", "[[derived]]\nname = \"ipc_last\"\n" + ipc, 2, 8, "derived[1].name",
+       "derived metric name 'ipc_last' must not end in '_last'"},
+      {"NameTotal", "[[derived]]\nname = \"misses_total\"\n" + ipc, 2, 8, "derived[1].name",
+       "must not end in '_total'"},
+      {"DuplicateName", DerivedEntry(ipc) + DerivedEntry(ipc), 6, 8, "derived[2].name",
+       "duplicate derived metric 'd' (first defined at line 2)"},
+      {"UnknownKey", DerivedEntry(ipc + "scoop = \"cpu\"\n"), 5, 1, "derived[1].scoop",
+       "(did you mean 'scope'?)"},
+      {"MissingNumerator", DerivedEntry("denominator = \"cycles\"\n"), 1, 1,
+       "derived[1].numerator", "missing required key 'numerator'"},
+      {"MissingDenominator", DerivedEntry("numerator = \"cycles\"\n"), 1, 1,
+       "derived[1].denominator",
+       "missing required key 'denominator' (or set per_second = true for a rate)"},
+      {"PerSecondWithDenominator", DerivedEntry(ipc + "per_second = true\n"), 4, 15,
+       "derived[1].denominator", "per_second = true divides by the interval's duration"},
+      {"PerSecondString", DerivedEntry("numerator = \"cycles\"\nper_second = \"yes\"\n"), 4, 14,
+       "derived[1].per_second", "expected a boolean"},
+      {"UnknownEventTypo", DerivedEntry("numerator = \"instrutions\"\ndenominator = \"cycles\"\n"),
+       3, 13, "derived[1].numerator",
+       "unknown event 'instrutions' (did you mean 'instructions'?)"},
+      {"UnknownEventInList",
+       DerivedEntry("numerator = \"cycles\"\ndenominator = [\"cycles\", \"bogus\"]\n"), 4, 26,
+       "derived[1].denominator",
+       "unknown event 'bogus' (configured events and statistics inputs: cycles, instructions,"},
+      {"EventNotInCustomList",
+       "[[events]]\nname = \"a\"\nevent = \"cpu-clock\"\n" + DerivedEntry(ipc), 6, 13,
+       "derived[1].numerator", "unknown event 'instructions'"},
+      {"UnknownStatInput",
+       DerivedEntry("numerator = \"proc_stat/idle_seconds\"\ndenominator = "
+                    "\"proc_stat/total_seconds\"\n"),
+       3, 13, "derived[1].numerator", "unknown event 'proc_stat/idle_seconds'"},
+      {"NumeratorInteger", DerivedEntry("numerator = 5\ndenominator = \"cycles\"\n"), 3, 13,
+       "derived[1].numerator", "expected an event name or an array of event names, got an integer"},
+      {"NumeratorEmptyList", DerivedEntry("numerator = []\ndenominator = \"cycles\"\n"), 3, 13,
+       "derived[1].numerator", "empty list"},
+      {"ListedTwice",
+       DerivedEntry("numerator = [\"cycles\", \"cycles\"]\ndenominator = \"cycles\"\n"), 3, 24,
+       "derived[1].numerator", "'cycles' is listed twice"},
+      {"SumOfEventAndStat",
+       DerivedEntry("numerator = [\"cycles\", \"proc_stat/busy_seconds\"]\nper_second = true\n"),
+       3, 24, "derived[1].numerator", "cannot sum events and statistics inputs"},
+      {"StatOverEvent",
+       DerivedEntry("numerator = \"proc_stat/busy_seconds\"\ndenominator = \"cpu-clock\"\n"), 4,
+       15, "derived[1].denominator", "must both be events or both be statistics inputs"},
+      {"ScopeUnknown", DerivedEntry(ipc + "scope = \"socket\"\n"), 5, 9, "derived[1].scope",
+       "unknown scope 'socket' (expected host or cpu)"},
+      {"BucketsNotArray", DerivedEntry(ipc + "buckets = 1\n"), 5, 11, "derived[1].buckets",
+       "expected an array of numbers like [0.5, 1, 2], got an integer"},
+      {"BucketsEmpty", DerivedEntry(ipc + "buckets = []\n"), 5, 11, "derived[1].buckets",
+       "empty bucket list"},
+      {"BucketString", DerivedEntry(ipc + "buckets = [\"1\"]\n"), 5, 12, "derived[1].buckets",
+       "expected a number, got a string"},
+      {"BucketNegative", DerivedEntry(ipc + "buckets = [-1]\n"), 5, 12, "derived[1].buckets",
+       "bucket bounds must be positive and finite"},
+      {"BucketZero", DerivedEntry(ipc + "buckets = [0.0, 1]\n"), 5, 12, "derived[1].buckets",
+       "must be positive"},
+      {"BucketInfinite", DerivedEntry(ipc + "buckets = [1, inf]\n"), 5, 15, "derived[1].buckets",
+       "must be positive and finite"},
+      {"BucketsDecreasing", DerivedEntry(ipc + "buckets = [1, 0.5]\n"), 5, 15,
+       "derived[1].buckets", "bucket bounds must be strictly increasing"},
+      {"BucketsRepeated", DerivedEntry(ipc + "buckets = [1, 2, 2]\n"), 5, 18,
+       "derived[1].buckets", "strictly increasing"},
+      {"MaxSeriesZero", "[exporter]\nmax_series = 0\n", 2, 14, "exporter.max_series",
+       "0 is out of range [1, 100000000]"},
+      {"MaxSeriesString", "[exporter]\nmax_series = \"1k\"\n", 2, 14, "exporter.max_series",
+       "expected an integer, got a string"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Derived, BadConfigTest, testing::ValuesIn(DerivedCases()), CaseName);
+
 // ---------------------------------------------------------------------------
 // Accepted inputs.
 
@@ -392,6 +489,12 @@ group = "ipc"
   EXPECT_EQ(Summary(config),
             "config OK: test.toml: 2 events in 1 group, cpus 0-3,8, interval 1500ms, "
             "listen 0.0.0.0:0/pmu/metrics");
+}
+
+TEST(ParseConfigTest, MinRunningRatio) {
+  EXPECT_DOUBLE_EQ(Parse("").sampling.min_running_ratio, 0.5);
+  EXPECT_DOUBLE_EQ(Parse("[sampling]\nmin_running_ratio = 0.9\n").sampling.min_running_ratio, 0.9);
+  EXPECT_DOUBLE_EQ(Parse("[sampling]\nmin_running_ratio = 1\n").sampling.min_running_ratio, 1.0);
 }
 
 TEST(ParseConfigTest, WebAndLogTarget) {
@@ -478,6 +581,90 @@ TEST(ParseConfigTest, LogLevels) {
     EXPECT_EQ(Parse("[log]\nlevel = \"" + std::string(text) + "\"\n").log.level, level);
     EXPECT_EQ(ToString(level), text);
   }
+}
+
+TEST(ParseConfigTest, DerivedAbsentEmptyAndEveryKey) {
+  EXPECT_FALSE(Parse("").derived.has_value());  // built-in derived metrics
+  EXPECT_FALSE(DefaultConfig().derived.has_value());
+  const Config none = Parse("derived = []\n");
+  ASSERT_TRUE(none.derived.has_value());
+  EXPECT_TRUE(none.derived->empty());
+  EXPECT_NE(none, DefaultConfig());
+
+  // Events listed after the derived metrics that use them are found.
+  const Config config = Parse(R"(
+[[derived]]
+name = "ipc"
+numerator = "inst"
+denominator = "cyc"
+buckets = [0.5, 1, 2.5]
+
+[[derived]]
+name = "_busy2"
+numerator = "proc_stat/busy_seconds"
+denominator = ["proc_stat/total_seconds"]
+scope = "cpu"
+
+[[derived]]
+name = "faults_per_second"
+numerator = ["minor", "major"]
+per_second = true
+scope = "host"
+
+[[events]]
+name = "inst"
+event = "instructions"
+[[events]]
+name = "cyc"
+event = "cycles"
+[[events]]
+name = "minor"
+event = "minor-faults"
+[[events]]
+name = "major"
+event = "major-faults"
+)");
+  ASSERT_TRUE(config.derived.has_value());
+  ASSERT_EQ(config.derived->size(), 3u);
+  const DerivedSpec& ipc = (*config.derived)[0];
+  EXPECT_EQ(ipc.name, "ipc");
+  EXPECT_EQ(ipc.numerator, std::vector<std::string>{"inst"});
+  EXPECT_EQ(ipc.denominator, std::vector<std::string>{"cyc"});
+  EXPECT_EQ(ipc.scope, DerivedScope::kHost);
+  EXPECT_FALSE(ipc.per_second);
+  EXPECT_EQ(ipc.buckets, (std::vector<double>{0.5, 1, 2.5}));
+  EXPECT_EQ(ipc.line, 2);
+  EXPECT_EQ(ipc.column, 1);
+  const DerivedSpec& busy = (*config.derived)[1];
+  EXPECT_EQ(busy.numerator, std::vector<std::string>{std::string(kProcStatBusySeconds)});
+  EXPECT_EQ(busy.denominator, std::vector<std::string>{std::string(kProcStatTotalSeconds)});
+  EXPECT_EQ(busy.scope, DerivedScope::kCpu);
+  EXPECT_TRUE(busy.buckets.empty());
+  const DerivedSpec& faults = (*config.derived)[2];
+  EXPECT_TRUE(faults.per_second);
+  EXPECT_EQ(faults.numerator, (std::vector<std::string>{"minor", "major"}));
+  EXPECT_TRUE(faults.denominator.empty());
+  EXPECT_EQ(ToString(faults.scope), "host");
+  EXPECT_EQ(ToString(DerivedScope::kCpu), "cpu");
+
+  // Equality covers the derived list but not its positions.
+  Config moved = config;
+  (*moved.derived)[0].line = 99;
+  EXPECT_EQ(moved, config);
+  (*moved.derived)[0].buckets.push_back(4);
+  EXPECT_NE(moved, config);
+}
+
+TEST(ParseConfigTest, StatInputsAndMaxSeries) {
+  EXPECT_TRUE(IsStatInput("proc_stat/busy_seconds"));
+  EXPECT_TRUE(IsStatInput("proc_stat/total_seconds"));
+  EXPECT_FALSE(IsStatInput("cycles"));
+  EXPECT_FALSE(IsStatInput("proc_stat/"));
+  EXPECT_EQ(Parse("").exporter.max_series, 50000);
+  EXPECT_EQ(Parse("[exporter]\nmax_series = 1200\n").exporter.max_series, 1200);
+  // The default event list serves as inputs when no [[events]] are given.
+  EXPECT_NO_THROW(Parse("[[derived]]\nname = \"cs\"\nnumerator = \"context-switches\"\n"
+                        "per_second = true\n"));
 }
 
 // ---------------------------------------------------------------------------

@@ -25,6 +25,19 @@
 //   [[events]] name = label value (required, unique, [A-Za-z0-9_.:-]+),
 //              event = libpfm4 event string (required, non-empty),
 //              group = "" (events sharing a non-empty group are one perf group)
+//   [exporter] max_series = integer (default 50000): the most series the
+//              configuration may produce (checked by the daemon, which knows
+//              the host's CPUs and supported events)
+//   [[derived]] name (required, unique, [a-z_][a-z0-9_]* without the
+//              suffixes _bucket, _sum, _count, _last, _total), numerator
+//              (required) and denominator (required unless per_second): an
+//              input name or a non-empty array of input names that are
+//              summed; scope = "host" | "cpu"; buckets = strictly increasing
+//              positive numbers; per_second = false. An input is an
+//              [[events]] name or a statistics input (kStatInputs); one
+//              metric uses either kind, never both. See DerivedSpec.
+// Derived list: no `derived` key = the daemon's built-in derived metrics
+// (Config::derived is nullopt); `derived = []` = none at all.
 // Event list: a file with no `events` key at all uses the built-in default
 // list (the one DefaultConfig() has), so a file may tune only, say, the
 // interval. An explicitly empty list (`events = []`) is an error.
@@ -41,6 +54,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -104,6 +118,7 @@ struct ExporterConfig {
   ListenAddress listen{"127.0.0.1", 9842, false};
   std::string metrics_path = "/metrics";
   std::string port_file;  // "" = none
+  int max_series = 50000;  // series the configuration may produce; more refuse to start
   bool operator==(const ExporterConfig&) const = default;
 };
 
@@ -111,6 +126,9 @@ struct SamplingConfig {
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
   bool all_cpus = true;
   std::vector<int> cpus;  // sorted, unique; empty when all_cpus
+  // An event counting less than this fraction of its enabled time (the PMU
+  // is multiplexed) is warned about, rate-limited. (0, 1].
+  double min_running_ratio = 0.5;
   bool operator==(const SamplingConfig&) const = default;
 };
 
@@ -149,6 +167,39 @@ struct WebConfig {
   bool operator==(const WebConfig&) const = default;
 };
 
+// Where a derived metric's value is computed: one value per interval for the
+// whole host (inputs summed over CPUs), or one per CPU (label `cpu`).
+enum class DerivedScope { kHost, kCpu };
+std::string_view ToString(DerivedScope scope);
+
+// Derived-metric inputs that are per-CPU statistics rather than events. Their
+// names contain '/', which an event name cannot, so they never collide.
+//   proc_stat/busy_seconds   user+nice+system+irq+softirq+steal from /proc/stat
+//                            (guest and guest_nice are inside user and nice)
+//   proc_stat/total_seconds  busy plus idle and iowait
+inline constexpr std::string_view kProcStatBusySeconds = "proc_stat/busy_seconds";
+inline constexpr std::string_view kProcStatTotalSeconds = "proc_stat/total_seconds";
+inline constexpr std::string_view kStatInputs[] = {kProcStatBusySeconds, kProcStatTotalSeconds};
+bool IsStatInput(std::string_view name);
+
+// One [[derived]] entry: per sampling interval,
+//   value = sum(numerator deltas) / sum(denominator deltas)
+// or, with per_second, sum(numerator deltas) / interval seconds.
+struct DerivedSpec {
+  std::string name;  // [a-z_][a-z0-9_]*, not ending in _bucket/_sum/_count/_last/_total; unique
+  std::vector<std::string> numerator;    // non-empty; event names or stat inputs, no repeats
+  std::vector<std::string> denominator;  // empty exactly when per_second
+  DerivedScope scope = DerivedScope::kHost;
+  bool per_second = false;
+  std::vector<double> buckets;  // strictly increasing, positive, finite; empty = default
+  int line = 0;                 // where the entry starts in the file (0 for built-in)
+  int column = 0;
+  bool operator==(const DerivedSpec& o) const {
+    return name == o.name && numerator == o.numerator && denominator == o.denominator &&
+           scope == o.scope && per_second == o.per_second && buckets == o.buckets;
+  }
+};
+
 struct Config {
   std::string source = "<built-in default>";  // path of the file, or the built-in marker
   ExporterConfig exporter;
@@ -157,11 +208,15 @@ struct Config {
   StatsConfig stats;
   WebConfig web;
   std::vector<EventSpec> events;
+  // nullopt: no `derived` key, the daemon picks its built-in derived metrics
+  // from the events this host supports (daemon/derived.h); a value, even an
+  // empty one, is exactly what the file lists.
+  std::optional<std::vector<DerivedSpec>> derived;
 
-  // Equality ignores `source` and event positions.
+  // Equality ignores `source` and event and derived positions.
   bool operator==(const Config& o) const {
     return exporter == o.exporter && sampling == o.sampling && log == o.log &&
-           stats == o.stats && web == o.web && events == o.events;
+           stats == o.stats && web == o.web && events == o.events && derived == o.derived;
   }
 };
 

@@ -31,6 +31,7 @@
 #include "pmu/config/config.h"
 #include "pmu/daemon/aggregator.h"
 #include "pmu/daemon/cpu_sampler.h"
+#include "pmu/daemon/derived.h"
 #include "pmu/daemon/stats_exporter.h"
 
 namespace pmu::daemon {
@@ -63,8 +64,11 @@ class Pipeline {
   void SampleOnce();
   void StartSamplers();
   void StopSamplers();
-  // Moves every queued sample into the aggregator.
+  // Moves every queued sample into the aggregator (and the derived metrics).
   void Drain();
+  // Feeds the derived metrics that use /proc/stat one interval (aggregator
+  // thread, once per sampling interval).
+  void ProcStatTick();
   // Starts/stops CPUs whose online state changed; returns true if any did.
   bool CheckHotplug();
   void AddObserver(IntervalObserver* observer) { aggregator_->AddObserver(observer); }
@@ -73,6 +77,8 @@ class Pipeline {
   PipelineStats Stats() const;
   // Per-CPU kernel statistics ([stats]), read at call time.
   std::vector<prometheus::MetricFamily> KernelStatsFamilies() const { return stats_->Collect(); }
+  // Histograms of per-interval derived values ([[derived]]).
+  std::vector<prometheus::MetricFamily> DerivedFamilies() const { return derived_->Collect(); }
   // CLOCK_MONOTONIC ns of the least recent sampler heartbeat (now if none).
   int64_t OldestHeartbeatNs() const;
 
@@ -92,10 +98,12 @@ class Pipeline {
   std::shared_ptr<const collectors::EventPlan> plan_;
   std::unique_ptr<Aggregator> aggregator_;
   std::unique_ptr<KernelStatsCollector> stats_;
+  std::unique_ptr<DerivedEngine> derived_;
   std::unique_ptr<SampleRing> ring_;
   std::vector<int> selectable_;  // CPUs the configuration selects (online or not)
   std::map<int, uint32_t> generation_;
   bool running_ = false;
+  long ticks_per_second_ = collectors::ClockTicksPerSecond();
 
   mutable std::mutex mutex_;  // guards samplers_ against Stats() readers
   std::map<int, std::unique_ptr<CpuSampler>> samplers_;

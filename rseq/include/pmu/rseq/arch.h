@@ -26,20 +26,25 @@
 // 1 = start_ip, 2 = post-commit ip, 3 = the descriptor, 4 = abort_ip.
 // The descriptor {version 0, flags 0, start_ip, post_commit_offset,
 // abort_ip} goes in __rseq_cs and its address in __rseq_cs_ptr_array.
+// Every side section carries GNU as's "?" flag: it joins the section group
+// (COMDAT) of the function the asm sits in, so when the linker discards a
+// duplicate out-of-line copy of an inline function (Debug builds), the
+// descriptors, pointers, exit points and abort stub that refer to it go with
+// it instead of dangling ("defined in discarded section").
 #define PMU_RSEQ_DESCRIPTOR_ASM_                       \
-  ".pushsection __rseq_cs, \"aw\"\n\t"                 \
+  ".pushsection __rseq_cs, \"aw?\"\n\t"                \
   ".balign 32\n\t"                                     \
   "3:\n\t"                                             \
   ".long 0x0, 0x0\n\t"                                 \
   ".quad 1f, (2f - 1f), 4f\n\t"                        \
   ".popsection\n\t"                                    \
-  ".pushsection __rseq_cs_ptr_array, \"aw\"\n\t"       \
+  ".pushsection __rseq_cs_ptr_array, \"aw?\"\n\t"      \
   ".quad 3b\n\t"                                       \
   ".popsection\n\t"
 
 // One (start_ip, exit_ip) pair in __rseq_exit_point_array.
 #define PMU_RSEQ_EXIT_POINT_ASM_(exit_label)           \
-  ".pushsection __rseq_exit_point_array, \"aw\"\n\t"   \
+  ".pushsection __rseq_exit_point_array, \"aw?\"\n\t"  \
   ".quad 1f, " exit_label "\n\t"                       \
   ".popsection\n\t"
 

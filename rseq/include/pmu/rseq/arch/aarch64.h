@@ -42,7 +42,7 @@ static_assert(offsetof(struct ::rseq, rseq_cs) == 8);
   "b.ne 4f\n\t"
 
 #define PMU_RSEQ_A64_ABORT_STUB_                       \
-  ".pushsection __rseq_failure, \"ax\"\n\t"            \
+  ".pushsection __rseq_failure, \"ax?\"\n\t"           \
   ".inst 0xd428bc00\n\t"                               \
   "4:\n\t"                                             \
   "b %l[aborted]\n\t"                                  \

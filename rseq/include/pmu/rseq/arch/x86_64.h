@@ -43,7 +43,7 @@ static_assert(sizeof(struct ::rseq_cs) == 32 && alignof(struct ::rseq_cs) == 32)
   "jnz 4f\n\t"
 
 #define PMU_RSEQ_X86_ABORT_STUB_                       \
-  ".pushsection __rseq_failure, \"ax\"\n\t"            \
+  ".pushsection __rseq_failure, \"ax?\"\n\t"           \
   ".byte 0x0f, 0xb9, 0x3d\n\t"                         \
   ".long 0x53053053\n\t"                               \
   "4:\n\t"                                             \
