@@ -1,6 +1,8 @@
 #!/bin/sh
-# Installs the Debian 12 packages pmu-exporter needs to build, run, test and
-# benchmark. Idempotent: does nothing (and needs no root) when all are present.
+# Installs the Debian 12 packages pmu-exporter needs to build, run and test,
+# plus any packages named as arguments (`make bench` adds wrk and
+# prometheus-node-exporter). Idempotent: does nothing (and needs no root)
+# when all are present.
 set -eu
 
 PACKAGES="cmake make g++ pkg-config git libpfm4-dev libspdlog-dev prometheus-cpp-dev
@@ -9,7 +11,7 @@ libcrypt-dev prometheus curl openssl g++-aarch64-linux-gnu libssl-dev zlib1g-dev
 systemd man-db python3"
 
 missing=""
-for p in $PACKAGES; do
+for p in $PACKAGES "$@"; do
   if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
     missing="$missing $p"
   fi

@@ -33,26 +33,18 @@ CpuSampler::CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, Sample
   const size_t n = counters_->groups().size();
   rdpmc_.assign(n, false);
   rdpmc_candidate_.assign(n, false);
-  heartbeat_ns_ = collectors::MonotonicNanos();
+  loop_.Reset();
 }
 
 CpuSampler::~CpuSampler() { Stop(); }
 
 void CpuSampler::Start() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = false;
-  }
-  heartbeat_ns_ = collectors::MonotonicNanos();
+  loop_.Reset();
   thread_ = std::thread([this] { Run(); });
 }
 
 void CpuSampler::Stop() {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-  }
-  cv_.notify_all();
+  loop_.RequestStop();
   if (thread_.joinable()) thread_.join();
 }
 
@@ -67,21 +59,7 @@ void CpuSampler::Run() {
     spdlog::debug("cpu {}: cannot pin the sampler: {}", cpu(), std::strerror(errno));
   }
   SetUpRdpmc();
-  auto next = std::chrono::steady_clock::now() + options_.interval;
-  std::unique_lock lock(mutex_);
-  for (;;) {
-    const auto wake = std::min(next, std::chrono::steady_clock::now() + options_.heartbeat);
-    if (cv_.wait_until(lock, wake, [this] { return stop_; })) return;
-    if (std::chrono::steady_clock::now() >= next) {
-      lock.unlock();
-      Tick();
-      lock.lock();
-      next += options_.interval;
-      const auto now = std::chrono::steady_clock::now();
-      if (next < now) next = now + options_.interval;  // fell behind: no burst
-    }
-    heartbeat_ns_.store(collectors::MonotonicNanos(), std::memory_order_relaxed);
-  }
+  loop_.Run(options_.interval, options_.heartbeat, [this] { Tick(); });
 }
 
 // Decides per group whether rdpmc may be used: every page must allow user

@@ -293,6 +293,7 @@ class HttpServer::Impl {
   bool stopped_ = false;
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::vector<uint64_t> pending_;  // ids to drive after this epoll round
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
   uint64_t next_id_ = kWakeId + 1;
   std::optional<Clock::time_point> accept_paused_until_;
@@ -416,6 +417,13 @@ void HttpServer::Impl::Run() {
         Drive(*it->second);
       }
     }
+    // Connections that yielded with a request already buffered.
+    std::vector<uint64_t> ready;
+    ready.swap(pending_);
+    for (uint64_t id : ready) {
+      if (stopping) break;
+      if (auto it = connections_.find(id); it != connections_.end()) Drive(*it->second);
+    }
     ExpireDeadlines();
     if (accept_paused_until_ && Clock::now() >= *accept_paused_until_) {
       accept_paused_until_.reset();
@@ -429,6 +437,7 @@ void HttpServer::Impl::Run() {
 }
 
 int HttpServer::Impl::WaitTimeoutMs() const {
+  if (!pending_.empty()) return 0;
   std::optional<Clock::time_point> next;
   if (!deadlines_.empty()) next = deadlines_.begin()->first;
   if (accept_paused_until_ && (!next || *accept_paused_until_ < *next)) {
@@ -570,7 +579,17 @@ void HttpServer::Impl::Drive(Connection& conn) {
         } else {
           SetDeadline(conn, options_.request_timeout, true);
         }
-        continue;
+        // Fairness: one response per turn. A keep-alive client on loopback
+        // has its next request waiting already; serving it at once would let
+        // one connection hold the server while the others wait (p99 grew to
+        // 100 ms at 8 clients). Bytes in the socket re-arm epoll (level
+        // triggered); bytes already taken into our buffer or OpenSSL's are
+        // served after this epoll round.
+        if (!conn.in.empty() || (conn.ssl && SSL_pending(conn.ssl.get()) > 0)) {
+          pending_.push_back(conn.id);
+        }
+        SetInterest(conn, EPOLLIN);
+        return;
       }
       case State::kLingering: {
         for (;;) {

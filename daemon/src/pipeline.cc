@@ -62,6 +62,7 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   // hotplug without extra work.
   stats_ = std::make_unique<KernelStatsCollector>(
       config.stats, sysfs_root, config.sampling.all_cpus ? std::vector<int>{} : selectable_);
+  stats_->set_max_age(config.sampling.interval);
 
   // Room for a few ticks of every group between two drains.
   const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);

@@ -15,11 +15,7 @@
 namespace pmu::daemon {
 namespace {
 
-int64_t SteadyNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+int64_t SteadyNanos() { return collectors::MonotonicNanos(); }
 
 double UnixSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
@@ -174,26 +170,18 @@ void Service::Serve() {
 }
 
 void Service::StartSampler() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    stop_ = false;
-  }
-  heartbeat_ns_ = SteadyNanos();
+  loop_.Reset();
   sampler_ = std::thread([this] { SamplerLoop(); });
 }
 
 void Service::StopSampler() {
-  {
-    std::lock_guard lock(stop_mutex_);
-    stop_ = true;
-  }
-  stop_cv_.notify_all();
+  loop_.RequestStop();
   if (sampler_.joinable()) sampler_.join();
 }
 
 std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
   // The aggregator thread and every sampler thread must all be alive.
-  int64_t oldest = heartbeat_ns_.load();
+  int64_t oldest = loop_.heartbeat_ns();
   {
     std::shared_lock lock(pipeline_mutex_);
     if (pipeline_) oldest = std::min(oldest, pipeline_->OldestHeartbeatNs());
@@ -201,31 +189,14 @@ std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
   return std::chrono::nanoseconds(SteadyNanos() - oldest);
 }
 
-// The aggregator thread: every interval it notices CPU hotplug and drains the
-// samplers' rings into the aggregator.
+// The aggregator thread: every interval it notices CPU hotplug, drains the
+// samplers' rings into the aggregator and feeds /proc/stat-based metrics.
 void Service::SamplerLoop() {
-  const auto interval = config_.sampling.interval;
-  auto next = std::chrono::steady_clock::now() + interval;
-  std::unique_lock lock(stop_mutex_);
-  for (;;) {
-    // Wake at least every heartbeat period so a long interval still proves
-    // that this thread is alive and not stuck in a read.
-    const auto wake = std::min(next, std::chrono::steady_clock::now() + heartbeat_period_);
-    if (stop_cv_.wait_until(lock, wake, [this] { return stop_; })) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now >= next) {
-      lock.unlock();
-      pipeline_->CheckHotplug();
-      pipeline_->Drain();
-      pipeline_->ProcStatTick();
-      lock.lock();
-      next += interval;
-      if (next < std::chrono::steady_clock::now()) {
-        next = std::chrono::steady_clock::now() + interval;  // fell behind: no burst
-      }
-    }
-    heartbeat_ns_ = SteadyNanos();
-  }
+  loop_.Run(config_.sampling.interval, heartbeat_period_, [this] {
+    pipeline_->CheckHotplug();
+    pipeline_->Drain();
+    pipeline_->ProcStatTick();
+  });
 }
 
 void Service::RecordFailedReload() {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <utility>
 
+#include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/topology.h"
 
 namespace pmu::daemon {
@@ -118,6 +119,22 @@ void KernelStatsCollector::Note(Source source, bool present, bool available,
 }
 
 std::vector<MetricFamily> KernelStatsCollector::Collect() const {
+  const int64_t now = collectors::MonotonicNanos();
+  if (max_age_.count() > 0) {
+    std::lock_guard lock(cache_mutex_);
+    if (have_cache_ && now - cached_at_ns_ < max_age_.count()) return cached_;
+  }
+  std::vector<MetricFamily> fresh = CollectNow();
+  if (max_age_.count() > 0) {
+    std::lock_guard lock(cache_mutex_);
+    cached_ = fresh;
+    cached_at_ns_ = now;
+    have_cache_ = true;
+  }
+  return fresh;
+}
+
+std::vector<MetricFamily> KernelStatsCollector::CollectNow() const {
   const std::lock_guard lock(mutex_);
   FamilyBuilder cpu_time(
       "pmu_cpu_time_seconds_total",

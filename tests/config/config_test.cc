@@ -676,7 +676,7 @@ TEST(DefaultConfigTest, Contents) {
   EXPECT_EQ(config.exporter.listen.ToString(), "127.0.0.1:9842");
   EXPECT_EQ(config.exporter.metrics_path, "/metrics");
   EXPECT_EQ(config.exporter.port_file, "");
-  EXPECT_EQ(config.sampling.interval, seconds(1));
+  EXPECT_EQ(config.sampling.interval, std::chrono::milliseconds(100));
   EXPECT_TRUE(config.sampling.all_cpus);
   EXPECT_EQ(config.log.level, LogLevel::kInfo);
   const std::vector<std::string> expected = {"cycles",         "instructions", "cache-misses",
@@ -690,7 +690,7 @@ TEST(DefaultConfigTest, Contents) {
     EXPECT_EQ(config.events[i].line, 0);
   }
   EXPECT_EQ(Summary(config),
-            "config OK: <built-in default>: 8 events in 8 groups, cpus all, interval 1s, "
+            "config OK: <built-in default>: 8 events in 8 groups, cpus all, interval 100ms, "
             "listen 127.0.0.1:9842/metrics");
 }
 

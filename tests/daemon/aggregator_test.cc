@@ -2,12 +2,20 @@
 
 #include <gtest/gtest.h>
 
+#include <prometheus/text_serializer.h>
+
 #include <cmath>
+#include <limits>
+#include <sstream>
 
 #include "pmu/daemon/exporter.h"
+#include "test_support.h"
 
 namespace pmu::daemon {
 namespace {
+
+using pmu::testing::RunCommand;
+using pmu::testing::RunResult;
 
 using collectors::GroupSample;
 
@@ -157,6 +165,81 @@ TEST(Aggregator, IntervalRecordsCarryScaledDeltasPerTick) {
   agg.EndRound();
   ASSERT_EQ(rec.records.size(), 2u);
   EXPECT_TRUE(std::isnan(rec.deltas[1][0]));
+}
+
+// Our text writer against prometheus-cpp's TextSerializer as the reference:
+// the same lines, label escaping and special values included (number
+// formatting may differ in spelling, not in value).
+TEST(Exporter, TextWriterAgreesWithPrometheusCppAndEscapesHelp) {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  std::vector<MetricFamily> families(3);
+  families[0].name = "a_total";
+  families[0].help = "help with \\ backslash\nand newline";
+  families[0].type = prometheus::MetricType::Counter;
+  ClientMetric c;
+  c.label = {{"cpu", "0"}, {"event", "quote\" back\\ nl\n"}};
+  c.counter.value = 1234567890123.0;
+  families[0].metric.push_back(c);
+  c.label = {};
+  c.counter.value = 0.1;
+  families[0].metric.push_back(c);
+  families[1].name = "g";
+  families[1].help = "gauge";
+  families[1].type = prometheus::MetricType::Gauge;
+  ClientMetric g;
+  g.label = {{"k", "nan"}};
+  g.gauge.value = std::numeric_limits<double>::quiet_NaN();
+  families[1].metric.push_back(g);
+  g.label = {{"k", "inf"}};
+  g.gauge.value = -std::numeric_limits<double>::infinity();
+  families[1].metric.push_back(g);
+  families[2].name = "h";
+  families[2].help = "histogram";
+  families[2].type = prometheus::MetricType::Histogram;
+  ClientMetric h;
+  h.label = {{"cpu", "1"}};
+  h.histogram.sample_count = 3;
+  h.histogram.sample_sum = 2.5;
+  h.histogram.bucket = {{1, 0.25}, {2, 1}, {3, std::numeric_limits<double>::infinity()}};
+  families[2].metric.push_back(h);
+
+  std::ostringstream reference;
+  prometheus::TextSerializer().Serialize(reference, families);
+  // Sample lines as key -> value (prometheus-cpp orders a histogram's lines
+  // differently and spells NaN "Nan"; values must agree exactly).
+  auto samples = [](const std::string& text) {
+    std::map<std::string, double> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      // Skips comments and the stray second half of prometheus-cpp's HELP.
+      if (line.empty() || line[0] == '#' || line.rfind("and ", 0) == 0) continue;
+      const size_t sp = line.rfind(' ');
+      out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
+    }
+    return out;
+  };
+  const std::string ours_text = SerializeText(families);
+  const auto ours = samples(ours_text);
+  const auto theirs = samples(reference.str());
+  ASSERT_EQ(ours.size(), 9u) << ours_text;
+  ASSERT_EQ(ours.size(), theirs.size()) << ours_text << "\n---\n" << reference.str();
+  for (const auto& [key, value] : theirs) {
+    auto it = ours.find(key);
+    ASSERT_NE(it, ours.end()) << key << " missing from:\n" << ours_text;
+    if (std::isnan(value)) {
+      EXPECT_TRUE(std::isnan(it->second)) << key;
+    } else {
+      EXPECT_EQ(it->second, value) << key;
+    }
+  }
+  // HELP escapes backslash and newline as the text format requires
+  // (prometheus-cpp 1.0.1 writes them raw, breaking the line).
+  EXPECT_NE(ours_text.find("# HELP a_total help with \\\\ backslash\\nand newline\n"),
+            std::string::npos)
+      << ours_text;
+  RunResult check = RunCommand({"promtool", "check", "metrics"}, ours_text);
+  EXPECT_EQ(check.status, 0) << check.out << check.err;
 }
 
 TEST(Exporter, UnsupportedEventsAreNeverExportedAsCounts) {

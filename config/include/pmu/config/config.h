@@ -123,7 +123,9 @@ struct ExporterConfig {
 };
 
 struct SamplingConfig {
-  std::chrono::nanoseconds interval = std::chrono::seconds(1);
+  // 100 ms: fine enough for the per-interval distributions, measured at
+  // 0.33% of one core on a 2-vCPU VM with the default events (bench/results).
+  std::chrono::nanoseconds interval = std::chrono::milliseconds(100);
   bool all_cpus = true;
   std::vector<int> cpus;  // sorted, unique; empty when all_cpus
   // An event counting less than this fraction of its enabled time (the PMU
@@ -229,7 +231,7 @@ struct ParseContext {
 
 // The built-in default: hardware events cycles, instructions, cache-misses,
 // branch-misses and software events cpu-clock, context-switches,
-// cpu-migrations, page-faults; all CPUs; 1 s; 127.0.0.1:9842.
+// cpu-migrations, page-faults; all CPUs; 100 ms; 127.0.0.1:9842.
 Config DefaultConfig();
 
 // Parses TOML text. `source_name` is used in errors and stored in Config::source.
@@ -264,7 +266,7 @@ ListenAddress ParseListenAddress(std::string_view text);
 // distinct non-empty group name is one, each ungrouped event is its own.
 // E.g. (one line, wrapped here):
 //   config OK: /etc/pmu-exporter/config.toml: 8 events in 8 groups, cpus all,
-//   interval 1s, listen 127.0.0.1:9842/metrics
+//   interval 100ms, listen 127.0.0.1:9842/metrics
 std::string Summary(const Config& config);
 
 }  // namespace pmu::config

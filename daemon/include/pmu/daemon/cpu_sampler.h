@@ -22,7 +22,6 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,6 +33,7 @@
 
 #include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/sample.h"
+#include "pmu/daemon/periodic_loop.h"
 
 namespace pmu::daemon {
 
@@ -69,7 +69,7 @@ class CpuSampler {
 
   int cpu() const { return counters_->cpu(); }
   collectors::CpuCounters& counters() { return *counters_; }
-  int64_t heartbeat_ns() const { return heartbeat_ns_.load(std::memory_order_relaxed); }
+  int64_t heartbeat_ns() const { return loop_.heartbeat_ns(); }
 
   struct Stats {
     uint64_t ticks = 0;
@@ -99,10 +99,7 @@ class CpuSampler {
   uint64_t tick_ = 0;
 
   std::thread thread_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::atomic<int64_t> heartbeat_ns_{0};
+  PeriodicLoop loop_;
 
   mutable std::mutex stats_mutex_;
   Stats stats_;

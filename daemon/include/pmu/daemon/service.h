@@ -24,6 +24,7 @@
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/aggregator.h"
+#include "pmu/daemon/periodic_loop.h"
 #include "pmu/daemon/pipeline.h"
 
 namespace pmu::daemon {
@@ -102,13 +103,10 @@ class Service {
   std::unique_ptr<HttpServer> server_;
   int bound_port_ = 0;
 
-  std::thread sampler_;
-  std::mutex stop_mutex_;
-  std::condition_variable stop_cv_;
-  bool stop_ = false;
+  std::thread sampler_;  // the aggregator thread
+  PeriodicLoop loop_;
   std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
   SamplerOptions sampler_options_;
-  std::atomic<int64_t> heartbeat_ns_{0};
 };
 
 // Writes `port` followed by a newline to `path` atomically (temp + rename).
