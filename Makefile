@@ -34,6 +34,13 @@ stress: build
 bench-rseq: build
 	$(BUILD)/bench/rseq/bench_rseq
 
+# The published figures (about 5-10 minutes on 2 cores): read paths, scale,
+# daemon overhead, /metrics under wrk, memory, and node_exporter's perf
+# collector side by side. Writes bench/results/latest.{md,json}.
+bench: build
+	@scripts/install-deps.sh wrk prometheus-node-exporter
+	python3 bench/run_bench.py --build $(BUILD)
+
 # Debian package of a Release build: $(BUILD)/pmu-exporter_<version>_<arch>.deb
 # (packaging/CMakeLists.txt configures CPack).
 package: BUILD_TYPE = Release
