@@ -1,6 +1,7 @@
 #include "pmu/daemon/exporter.h"
 
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -218,6 +219,32 @@ void AppendDouble(std::string& out, double v) {
   }
 }
 
+// Label values that are numbers (le, quantile) are part of a series'
+// identity, so they are spelt as the Go client spells them
+// (strconv.FormatFloat(v, 'g', -1, 64)): shortest digits, scientific only
+// when the exponent is below -4 or at least 6 ("0.0002", "1e-05", "1e+06").
+void AppendLabelDouble(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    AppendDouble(out, v);
+    return;
+  }
+  char buf[32];
+  auto sci = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::scientific);
+  // The exponent, within the digits written ("2e-04" -> -4, "1e+06" -> 6).
+  const char* e = std::find(buf, sci.ptr, 'e');
+  int exponent = 0;
+  if (e != sci.ptr) {
+    const char* digits = e + 1 + (e[1] == '+' ? 1 : 0);
+    std::from_chars(digits, sci.ptr, exponent);
+  }
+  if (exponent < -4 || exponent >= 6) {
+    out.append(buf, sci.ptr);
+    return;
+  }
+  auto fixed = std::to_chars(buf, buf + sizeof(buf), v, std::chars_format::fixed);
+  out.append(buf, fixed.ptr);
+}
+
 void AppendEscaped(std::string& out, std::string_view text, bool quotes) {
   // Almost every label value and help text needs no escaping: append whole.
   if (text.find_first_of(quotes ? "\\\n\"" : "\\\n") == std::string_view::npos) {
@@ -309,7 +336,7 @@ std::string SerializeText(const std::vector<MetricFamily>& families) {
         case MetricType::Histogram:
           for (const auto& b : m.histogram.bucket) {
             std::string le;
-            AppendDouble(le, b.upper_bound);
+            AppendLabelDouble(le, b.upper_bound);
             AppendSample(out, f.name, "_bucket", m.label, "le", le,
                          static_cast<double>(b.cumulative_count));
           }
@@ -320,7 +347,7 @@ std::string SerializeText(const std::vector<MetricFamily>& families) {
         case MetricType::Summary:
           for (const auto& q : m.summary.quantile) {
             std::string quantile;
-            AppendDouble(quantile, q.quantile);
+            AppendLabelDouble(quantile, q.quantile);
             AppendSample(out, f.name, "", m.label, "quantile", quantile, q.value);
           }
           AppendSample(out, f.name, "_sum", m.label, "", "", m.summary.sample_sum);

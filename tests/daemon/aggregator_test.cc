@@ -238,6 +238,19 @@ TEST(Exporter, TextWriterAgreesWithPrometheusCppAndEscapesHelp) {
   EXPECT_NE(ours_text.find("# HELP a_total help with \\\\ backslash\\nand newline\n"),
             std::string::npos)
       << ours_text;
+  // Numeric label values are spelt as the Go client spells them.
+  std::vector<MetricFamily> bounds(1);
+  bounds[0].name = "b";
+  bounds[0].help = "bounds";
+  bounds[0].type = prometheus::MetricType::Histogram;
+  ClientMetric bm;
+  bm.histogram.bucket = {{0, 0.0002}, {0, 1e-05}, {0, 0.25}, {0, 100}, {0, 1e6}, {0, 123456}};
+  bounds[0].metric.push_back(bm);
+  const std::string bounds_text = SerializeText(bounds);
+  for (const char* le : {"le=\"0.0002\"", "le=\"1e-05\"", "le=\"0.25\"", "le=\"100\"",
+                         "le=\"1e+06\"", "le=\"123456\""}) {
+    EXPECT_NE(bounds_text.find(le), std::string::npos) << le << " in\n" << bounds_text;
+  }
   RunResult check = RunCommand({"promtool", "check", "metrics"}, ours_text);
   EXPECT_EQ(check.status, 0) << check.out << check.err;
 }
