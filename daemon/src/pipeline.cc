@@ -26,7 +26,9 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   selectable_ = config.sampling.all_cpus ? possible : config.sampling.cpus;
   const std::vector<int> cpus = WantedCpus();
   for (int cpu : config.sampling.cpus) {
-    if (!Contains(cpus, cpu)) spdlog::warn("cpu {} is configured but offline; sampled when it comes online", cpu);
+    if (!Contains(cpus, cpu)) {
+      spdlog::warn("cpu {} is configured but offline; sampled when it comes online", cpu);
+    }
   }
   if (cpus.empty()) throw std::runtime_error("none of the configured CPUs is online");
 
@@ -149,7 +151,16 @@ void Pipeline::ProcStatTick() {
 }
 
 bool Pipeline::CheckHotplug() {
-  const std::vector<int> wanted = WantedCpus();
+  std::vector<int> wanted;
+  try {
+    wanted = WantedCpus();
+  } catch (const std::exception& e) {
+    // Runs on the aggregator thread: never let it die; look again next time.
+    if (!hotplug_read_failed_) spdlog::error("CPU hotplug check: {}; retrying", e.what());
+    hotplug_read_failed_ = true;
+    return false;
+  }
+  hotplug_read_failed_ = false;
   std::vector<int> running = cpus();
   bool changed = false;
   for (int cpu : running) {

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 
 #include "pmu/daemon/auth.h"
@@ -69,7 +70,8 @@ ServiceStatus Service::Status() const {
 std::string Service::url() const {
   const auto& l = config_.exporter.listen;
   std::string host = l.ipv6 ? "[" + l.host + "]" : l.host;
-  return std::string(config_.web.tls_cert_file.empty() ? "http" : "https") + "://" + host + ":" + std::to_string(bound_port_) + config_.exporter.metrics_path;
+  return std::string(config_.web.tls_cert_file.empty() ? "http" : "https") + "://" + host + ":" +
+         std::to_string(bound_port_) + config_.exporter.metrics_path;
 }
 
 std::unique_ptr<HttpServer> Service::Bind(const config::Config& config, int* port) {
@@ -127,8 +129,13 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
       for (auto& f : pipeline_->DerivedFamilies()) families.push_back(std::move(f));
     }
   }
-  if (server_) {
-    const HttpServer::Stats http = server_->stats();
+  std::optional<HttpServer::Stats> http_stats;
+  {
+    std::lock_guard lock(server_mutex_);
+    if (server_) http_stats = server_->stats();
+  }
+  if (http_stats) {
+    const HttpServer::Stats& http = *http_stats;
     const struct {
       const char* name;
       const char* help;
@@ -163,7 +170,7 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
 }
 
 void Service::Serve() {
-  server_ = Bind(config_, &bound_port_);
+  SetServer(Bind(config_, &bound_port_));
   spdlog::info("serving {}", url());
   pipeline_->StartSamplers();
   StartSampler();
@@ -236,7 +243,7 @@ void Service::Reload(const config::Config& next) {
     }
   } catch (const std::exception&) {
     RecordFailedReload();
-    if (!server_) server_ = Bind(config_, &bound_port_);
+    if (!server_) SetServer(Bind(config_, &bound_port_));
     pipeline_->StartSamplers();
     StartSampler();
     throw;
@@ -247,7 +254,7 @@ void Service::Reload(const config::Config& next) {
   }
   if (server) {
     StopServer();
-    server_ = std::move(server);
+    SetServer(std::move(server));
     bound_port_ = port;
   }
   config_ = next;
@@ -261,9 +268,20 @@ void Service::Reload(const config::Config& next) {
   StartSampler();
 }
 
+void Service::SetServer(std::unique_ptr<HttpServer> server) {
+  std::lock_guard lock(server_mutex_);
+  server_ = std::move(server);
+}
+
+// The old server is stopped outside the lock: its thread may be inside
+// CollectFamilies waiting for server_mutex_.
 void Service::StopServer() {
-  if (server_) server_->Stop();
-  server_.reset();
+  std::unique_ptr<HttpServer> old;
+  {
+    std::lock_guard lock(server_mutex_);
+    old = std::move(server_);
+  }
+  if (old) old->Stop();
 }
 
 void Service::Stop() {

@@ -103,6 +103,7 @@ class Pipeline {
   std::vector<int> selectable_;  // CPUs the configuration selects (online or not)
   std::map<int, uint32_t> generation_;
   bool running_ = false;
+  bool hotplug_read_failed_ = false;  // logged once until a read succeeds
   long ticks_per_second_ = collectors::ClockTicksPerSecond();
 
   mutable std::mutex mutex_;  // guards samplers_ against Stats() readers

@@ -89,6 +89,7 @@ class Service {
   void StopSampler();
   // A started server for `config`'s endpoint; throws std::runtime_error.
   std::unique_ptr<HttpServer> Bind(const config::Config& config, int* port);
+  void SetServer(std::unique_ptr<HttpServer> server);
   void StopServer();
 
   config::Config config_;
@@ -100,6 +101,9 @@ class Service {
   mutable std::mutex status_mutex_;
   ServiceStatus status_;
 
+  // server_ is replaced by the main thread (Serve, Reload, Stop) and read by
+  // the HTTP thread (its own statistics, in CollectFamilies).
+  mutable std::mutex server_mutex_;
   std::unique_ptr<HttpServer> server_;
   int bound_port_ = 0;
 
