@@ -19,7 +19,8 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Run the daemon in the foreground on its built-in default configuration.
-run: build
+run: configure
+	cmake --build $(BUILD) -j $(JOBS) --target pmu-exporter
 	@echo "pmu-exporter: serving http://127.0.0.1:9842/metrics (Ctrl-C to stop)"
 	$(BUILD)/daemon/pmu-exporter
 
