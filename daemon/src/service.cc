@@ -16,8 +16,6 @@
 namespace pmu::daemon {
 namespace {
 
-int64_t SteadyNanos() { return collectors::MonotonicNanos(); }
-
 double UnixSeconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -193,7 +191,7 @@ std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
     std::shared_lock lock(pipeline_mutex_);
     if (pipeline_) oldest = std::min(oldest, pipeline_->OldestHeartbeatNs());
   }
-  return std::chrono::nanoseconds(SteadyNanos() - oldest);
+  return std::chrono::nanoseconds(collectors::MonotonicNanos() - oldest);
 }
 
 // The aggregator thread: every interval it notices CPU hotplug, drains the

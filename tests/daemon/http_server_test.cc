@@ -484,16 +484,6 @@ double MillisecondsSince(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-bool HaveTool(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::stringstream dirs(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(dirs, dir, ':')) {
-    if (access((dir + "/" + name).c_str(), X_OK) == 0) return true;
-  }
-  return false;
-}
-
 std::string ReadFile(const std::string& path) {
   std::string content;
   std::FILE* file = std::fopen(path.c_str(), "rb");
@@ -876,40 +866,18 @@ TEST(HttpServerLimitsTest, StopWithOpenConnectionsIsFast) {
 class HttpServerTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    if (!HaveTool("openssl") || !HaveTool("curl")) return;
+    if (!testing::HaveTool("openssl") || !testing::HaveTool("curl")) return;
     dir_ = new testing::TempDir();
-    const std::string d = dir_->path() + "/";
-    const std::string ext =
-        dir_->Write("server.ext",
-                    "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
-                    "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
-    const std::vector<std::vector<std::string>> steps = {
-        {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
-         d + "ca.key"},
-        {"openssl", "req", "-x509", "-new", "-key", d + "ca.key", "-sha256", "-days", "2", "-subj",
-         "/CN=pmu-exporter test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
-         "keyUsage=critical,keyCertSign,cRLSign", "-out", d + "ca.pem"},
-        {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
-         d + "server.key"},
-        {"openssl", "req", "-new", "-key", d + "server.key", "-subj", "/CN=127.0.0.1", "-out",
-         d + "server.csr"},
-        {"openssl", "x509", "-req", "-in", d + "server.csr", "-CA", d + "ca.pem", "-CAkey",
-         d + "ca.key", "-CAcreateserial", "-days", "2", "-sha256", "-extfile", ext, "-out",
-         d + "server.pem"},
-        {"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out",
-         d + "other.key"},
-    };
-    for (const auto& step : steps) {
-      auto result = testing::RunCommand(step);
-      if (result.status != 0) {
-        setup_error_ = new std::string(step[1] + " failed: " + result.err);
-        return;
-      }
+    testing::TestPki pki;
+    std::string why;
+    if (!testing::MakeTestPki(*dir_, &pki, &why)) {
+      setup_error_ = new std::string(why);
+      return;
     }
-    ca_ = d + "ca.pem";
-    cert_ = d + "server.pem";
-    key_ = d + "server.key";
-    other_key_ = d + "other.key";
+    ca_ = pki.ca;
+    cert_ = pki.cert;
+    key_ = pki.key;
+    other_key_ = pki.other_key;
   }
   static void TearDownTestSuite() {
     delete dir_;

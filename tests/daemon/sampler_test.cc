@@ -4,13 +4,13 @@
 #include "pmu/daemon/cpu_sampler.h"
 
 #include <gtest/gtest.h>
-#include <sched.h>
 
 #include <cstring>
 #include <thread>
 
 #include "../collectors/fake_perf.h"
 #include "pmu/collectors/event_plan.h"
+#include "test_support.h"
 
 namespace pmu::daemon {
 namespace {
@@ -50,21 +50,6 @@ struct FakePmu {
       for (size_t i = 0; i < members && i < 2; ++i) values[i] = 500 + counters[i];
     };
   }
-};
-
-class PinToCpu0 {
- public:
-  PinToCpu0() {
-    sched_getaffinity(0, sizeof(old_), &old_);
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(0, &set);
-    sched_setaffinity(0, sizeof(set), &set);
-  }
-  ~PinToCpu0() { sched_setaffinity(0, sizeof(old_), &old_); }
-
- private:
-  cpu_set_t old_;
 };
 
 std::vector<GroupSample> DrainAll(SampleRing& ring, size_t* misfiled) {
@@ -150,7 +135,8 @@ TEST(CpuSampler, ReadOnItsOwnCpuIsLocalAndFromElsewhereRemote) {
   CpuSampler sampler(std::make_unique<collectors::CpuCounters>(perf, plan, 0, 1), ring, {});
   size_t misfiled = 0;
   {
-    PinToCpu0 pin;
+    testing::ScopedPin pin(0);
+    ASSERT_TRUE(pin.pinned());
     sampler.Tick();
   }
   auto samples = DrainAll(ring, &misfiled);
@@ -158,14 +144,11 @@ TEST(CpuSampler, ReadOnItsOwnCpuIsLocalAndFromElsewhereRemote) {
   EXPECT_EQ(samples[0].path, ReadPath::kLocalRead);
   EXPECT_EQ(samples[0].read_cpu, 0);
   if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "needs a second CPU";
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(1, &set);
-  cpu_set_t old;
-  sched_getaffinity(0, sizeof(old), &old);
-  ASSERT_EQ(sched_setaffinity(0, sizeof(set), &set), 0);
-  sampler.Tick();
-  sched_setaffinity(0, sizeof(old), &old);
+  {
+    testing::ScopedPin pin(1);
+    ASSERT_TRUE(pin.pinned());
+    sampler.Tick();
+  }
   samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 1u);
   EXPECT_EQ(samples[0].path, ReadPath::kRemoteRead);

@@ -296,8 +296,23 @@ std::vector<int> OnlineCpus() {
 }
 
 bool HaveTool(const std::string& tool) {
-  return RunCommand({"sh", "-c", "command -v " + tool}).status == 0;
+  const char* path = std::getenv("PATH");
+  std::stringstream dirs(path != nullptr ? path : "/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    if (access((dir + "/" + tool).c_str(), X_OK) == 0) return true;
+  }
+  return false;
 }
+
+ScopedPin::ScopedPin(int cpu) {
+  sched_getaffinity(0, sizeof(old_), &old_);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(static_cast<size_t>(cpu), &one);
+  pinned_ = sched_setaffinity(0, sizeof(one), &one) == 0;
+}
+
+ScopedPin::~ScopedPin() { sched_setaffinity(0, sizeof(old_), &old_); }
 
 bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
   if (!HaveTool("openssl")) {
@@ -305,7 +320,10 @@ bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
     return false;
   }
   const std::string d = dir.path() + "/";
-  const std::string ext = dir.Write("san.ext", "subjectAltName=IP:127.0.0.1,IP:::1\n");
+  const std::string ext = dir.Write(
+      "server.ext",
+      "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\n"
+      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
   const std::vector<std::string> ec = {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"};
   auto genkey = [&](const std::string& out) {
     std::vector<std::string> cmd = {"openssl", "genpkey"};
@@ -316,7 +334,8 @@ bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
   const std::vector<std::vector<std::string>> steps = {
       genkey(d + "ca.key"),
       {"openssl", "req", "-x509", "-new", "-key", d + "ca.key", "-sha256", "-days", "2", "-subj",
-       "/CN=pmu-exporter test CA", "-out", d + "ca.pem"},
+       "/CN=pmu-exporter test CA", "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+       "keyUsage=critical,keyCertSign,cRLSign", "-out", d + "ca.pem"},
       genkey(d + "server.key"),
       {"openssl", "req", "-new", "-key", d + "server.key", "-subj", "/CN=127.0.0.1", "-out",
        d + "server.csr"},
@@ -328,7 +347,7 @@ bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
   for (const auto& step : steps) {
     RunResult r = RunCommand(step);
     if (r.status != 0) {
-      *why = "openssl failed: " + r.err;
+      *why = "openssl " + step[1] + " failed: " + r.err;
       return false;
     }
   }

@@ -3,6 +3,7 @@
 // the Prometheus text exposition format.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -96,6 +97,21 @@ bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why);
 
 // True when `tool` is an executable on PATH.
 bool HaveTool(const std::string& tool);
+
+// Pins the calling thread to one CPU for the object's life and restores its
+// affinity afterwards. pinned() is false when the CPU is not available.
+class ScopedPin {
+ public:
+  explicit ScopedPin(int cpu);
+  ~ScopedPin();
+  ScopedPin(const ScopedPin&) = delete;
+  ScopedPin& operator=(const ScopedPin&) = delete;
+  bool pinned() const { return pinned_; }
+
+ private:
+  cpu_set_t old_;
+  bool pinned_ = false;
+};
 
 // Absolute path of a built binary or a source file, from compile definitions.
 std::string DaemonBinary();
