@@ -20,7 +20,6 @@
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>

@@ -10,9 +10,7 @@
 // Snapshot, Status and SamplerHeartbeatAge may be called from any thread.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
