@@ -19,13 +19,13 @@
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
-#include "pmu/daemon/auth.h"
 #include "pmu/daemon/build_info.h"
 #include "pmu/daemon/cli.h"
 #include "pmu/daemon/exporter.h"
 #include "pmu/daemon/logging.h"
 #include "pmu/daemon/notify.h"
 #include "pmu/daemon/service.h"
+#include "pmu/web/auth.h"
 
 namespace {
 
@@ -196,12 +196,12 @@ int main(int argc, char** argv) {
   try {
     if (opts.list_events) return ListEvents(opts.list_pattern);
     if (opts.hash_password) {
-      const std::string password = pmu::daemon::ReadPassword(std::cin, STDIN_FILENO);
+      const std::string password = pmu::web::ReadPassword(std::cin, STDIN_FILENO);
       if (password.empty()) {
         std::fprintf(stderr, "%s: empty password\n", program.c_str());
         return kExitUsage;
       }
-      std::cout << pmu::daemon::HashPassword(password) << "\n";
+      std::cout << pmu::web::HashPassword(password) << "\n";
       return kExitOk;
     }
 

@@ -9,9 +9,9 @@
 #include <optional>
 #include <stdexcept>
 
-#include "pmu/daemon/auth.h"
+#include "pmu/web/auth.h"
 #include "pmu/daemon/exporter.h"
-#include "pmu/daemon/http_server.h"
+#include "pmu/web/http_server.h"
 
 namespace pmu::daemon {
 namespace {
@@ -72,8 +72,8 @@ std::string Service::url() const {
          std::to_string(bound_port_) + config_.exporter.metrics_path;
 }
 
-std::unique_ptr<HttpServer> Service::Bind(const config::Config& config, int* port) {
-  HttpServerOptions options;
+std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int* port) {
+  web::HttpServerOptions options;
   options.host = config.exporter.listen.host;
   options.ipv6 = config.exporter.listen.ipv6;
   options.port = config.exporter.listen.port;
@@ -85,16 +85,16 @@ std::unique_ptr<HttpServer> Service::Bind(const config::Config& config, int* por
       std::chrono::duration_cast<std::chrono::milliseconds>(config.web.request_timeout);
   options.idle_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(config.web.idle_timeout);
-  HttpServer::Authenticator authenticator;
+  web::HttpServer::Authenticator authenticator;
   if (!config.web.users.empty()) {
-    auto checker = std::make_shared<PasswordChecker>(config.web.users);
+    auto checker = std::make_shared<web::PasswordChecker>(config.web.users);
     authenticator = [checker](const std::string& user, const std::string& password) {
       return checker->Check(user, password);
     };
   }
   const std::string metrics_path = config.exporter.metrics_path;
-  auto handler = [this, metrics_path](const HttpRequest& request) {
-    HttpResponse response;
+  auto handler = [this, metrics_path](const web::HttpRequest& request) {
+    web::HttpResponse response;
     if (request.path == metrics_path) {
       response.body = SerializeText(CollectFamilies());
     } else if (request.path == "/") {
@@ -106,7 +106,7 @@ std::unique_ptr<HttpServer> Service::Bind(const config::Config& config, int* por
     }
     return response;
   };
-  auto server = std::make_unique<HttpServer>(options, handler, authenticator);
+  auto server = std::make_unique<web::HttpServer>(options, handler, authenticator);
   *port = server->port();
   if (!config.exporter.port_file.empty()) WritePortFile(config.exporter.port_file, *port);
   server->Start();
@@ -127,13 +127,13 @@ std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
       for (auto& f : pipeline_->DerivedFamilies()) families.push_back(std::move(f));
     }
   }
-  std::optional<HttpServer::Stats> http_stats;
+  std::optional<web::HttpServer::Stats> http_stats;
   {
     std::lock_guard lock(server_mutex_);
     if (server_) http_stats = server_->stats();
   }
   if (http_stats) {
-    const HttpServer::Stats& http = *http_stats;
+    const web::HttpServer::Stats& http = *http_stats;
     const struct {
       const char* name;
       const char* help;
@@ -215,7 +215,7 @@ void Service::Reload(const config::Config& next) {
   // Everything that can fail happens before anything is swapped, so a
   // failure leaves the old configuration running untouched.
   std::unique_ptr<Pipeline> fresh;
-  std::unique_ptr<HttpServer> server;
+  std::unique_ptr<web::HttpServer> server;
   int port = bound_port_;
   try {
     pipeline_->SampleOnce();  // the latest deltas, so carried totals are current
@@ -266,7 +266,7 @@ void Service::Reload(const config::Config& next) {
   StartSampler();
 }
 
-void Service::SetServer(std::unique_ptr<HttpServer> server) {
+void Service::SetServer(std::unique_ptr<web::HttpServer> server) {
   std::lock_guard lock(server_mutex_);
   server_ = std::move(server);
 }
@@ -274,7 +274,7 @@ void Service::SetServer(std::unique_ptr<HttpServer> server) {
 // The old server is stopped outside the lock: its thread may be inside
 // CollectFamilies waiting for server_mutex_.
 void Service::StopServer() {
-  std::unique_ptr<HttpServer> old;
+  std::unique_ptr<web::HttpServer> old;
   {
     std::lock_guard lock(server_mutex_);
     old = std::move(server_);

@@ -25,10 +25,11 @@
 #include "pmu/daemon/periodic_loop.h"
 #include "pmu/daemon/pipeline.h"
 
-namespace pmu::daemon {
-
+namespace pmu::web {
 class HttpServer;
-class PasswordChecker;
+}  // namespace pmu::web
+
+namespace pmu::daemon {
 
 // Service-level facts exported beside the counters.
 struct ServiceStatus {
@@ -86,8 +87,8 @@ class Service {
   void StartSampler();
   void StopSampler();
   // A started server for `config`'s endpoint; throws std::runtime_error.
-  std::unique_ptr<HttpServer> Bind(const config::Config& config, int* port);
-  void SetServer(std::unique_ptr<HttpServer> server);
+  std::unique_ptr<web::HttpServer> Bind(const config::Config& config, int* port);
+  void SetServer(std::unique_ptr<web::HttpServer> server);
   void StopServer();
 
   config::Config config_;
@@ -102,7 +103,7 @@ class Service {
   // server_ is replaced by the main thread (Serve, Reload, Stop) and read by
   // the HTTP thread (its own statistics, in CollectFamilies).
   mutable std::mutex server_mutex_;
-  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<web::HttpServer> server_;
   int bound_port_ = 0;
 
   std::thread sampler_;  // the aggregator thread

@@ -1,4 +1,4 @@
-#include "pmu/daemon/auth.h"
+#include "pmu/web/auth.h"
 
 #include <crypt.h>
 #include <termios.h>
@@ -9,7 +9,7 @@
 #include <memory>
 #include <stdexcept>
 
-namespace pmu::daemon {
+namespace pmu::web {
 namespace {
 
 // A yescrypt hash of 32 random bytes nobody kept: verifying unknown users
@@ -94,4 +94,4 @@ std::string ReadPassword(std::istream& in, int fd) {
   return password;
 }
 
-}  // namespace pmu::daemon
+}  // namespace pmu::web

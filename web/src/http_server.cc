@@ -1,4 +1,4 @@
-#include "pmu/daemon/http_server.h"
+#include "pmu/web/http_server.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,9 +34,9 @@
 #include <unordered_map>
 #include <utility>
 
-#include "http_parser.h"
+#include "pmu/web/http_parser.h"
 
-namespace pmu::daemon {
+namespace pmu::web {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -827,4 +827,4 @@ int HttpServer::port() const { return impl_->port(); }
 bool HttpServer::tls() const { return impl_->tls(); }
 HttpServer::Stats HttpServer::stats() const { return impl_->stats(); }
 
-}  // namespace pmu::daemon
+}  // namespace pmu::web

@@ -11,7 +11,7 @@
 
 #include "pmu/config/config.h"
 
-namespace pmu::daemon {
+namespace pmu::web {
 
 class PasswordChecker {
  public:
@@ -42,4 +42,4 @@ std::string ReadPassword(std::istream& in, int fd);
 // Constant-time equality of two strings (time depends on lengths only).
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
 
-}  // namespace pmu::daemon
+}  // namespace pmu::web

@@ -16,9 +16,9 @@
 #include <string>
 #include <string_view>
 
-#include "pmu/daemon/http_server.h"
+#include "pmu/web/http_server.h"
 
-namespace pmu::daemon::detail {
+namespace pmu::web::detail {
 
 enum class ParseStatus {
   kIncomplete,  // no blank line yet and still within the size limit: read more
@@ -62,4 +62,4 @@ std::optional<BasicCredentials> ParseBasicAuthorization(std::string_view value);
 // "OK", "Not Found", ...; "Unknown" for codes the server does not use.
 const char* StatusReason(int status);
 
-}  // namespace pmu::daemon::detail
+}  // namespace pmu::web::detail

@@ -1,7 +1,7 @@
 // HttpServer against real sockets on the loopback interface, plus the
 // request parser on byte strings. TLS material is generated per test suite
 // with the openssl CLI; HTTPS clients are curl.
-#include "pmu/daemon/http_server.h"
+#include "pmu/web/http_server.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -25,10 +25,10 @@
 #include <thread>
 #include <vector>
 
-#include "http_parser.h"
+#include "pmu/web/http_parser.h"
 #include "test_support.h"
 
-namespace pmu::daemon {
+namespace pmu::web {
 namespace {
 
 using namespace std::chrono_literals;
@@ -1041,4 +1041,4 @@ TEST_F(HttpServerTlsTest, ScrapeSucceedsQuicklyWith200IdleConnectionsOpen) {
 }
 
 }  // namespace
-}  // namespace pmu::daemon
+}  // namespace pmu::web

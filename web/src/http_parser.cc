@@ -1,11 +1,11 @@
-#include "http_parser.h"
+#include "pmu/web/http_parser.h"
 
 #include <algorithm>
 #include <array>
 #include <cstdint>
 #include <vector>
 
-namespace pmu::daemon::detail {
+namespace pmu::web::detail {
 namespace {
 
 char ToLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -325,4 +325,4 @@ const char* StatusReason(int status) {
   }
 }
 
-}  // namespace pmu::daemon::detail
+}  // namespace pmu::web::detail

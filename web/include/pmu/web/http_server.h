@@ -38,7 +38,7 @@
 #include <string>
 #include <vector>
 
-namespace pmu::daemon {
+namespace pmu::web {
 
 struct HttpServerOptions {
   // IPv4 or IPv6 literal (brackets optional); "" = all addresses. An IPv6
@@ -104,4 +104,4 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace pmu::daemon
+}  // namespace pmu::web
