@@ -326,7 +326,7 @@ def bench_rdpmc_fake_pages(build, tmp):
 
 
 def bench_scale(build, tmp):
-    binary = os.path.join(build, "bench/daemon/bench_scale")
+    binary = os.path.join(build, "bench/scale/bench_scale")
     rows = []
     for cpus in SCALE_CPUS:
         for events in SCALE_EVENTS:
@@ -341,7 +341,7 @@ def bench_scale(build, tmp):
                 "aggregate_us": round(to_ns(agg) / 1e3, 2),
                 "scrape_ms": round(to_ns(scr) / 1e6, 3),
                 "scrape_split_ms": {k: round(scr[f"{k}_ms"], 3)
-                                    for k in ("snapshot", "build_families", "serialize")},
+                                    for k in ("snapshot", "render")},
                 "exposition_bytes": int(scr["exposition_bytes"]),
                 "rss_mib": round(scr["rss_kib"] / KIB, 1),
                 "hwm_mib": round(scr["hwm_kib"] / KIB, 1),
@@ -739,13 +739,12 @@ def write_markdown(path, r):
     L.append("## Scale: synthetic N CPUs x M events through the real aggregator and exporter\n")
     L.append("Median of 3 repetitions; per size the round with the fastest scrape.\n")
     L.append("| CPUs | events | series | aggregation (one round) | scrape | of which snapshot / "
-             "BuildFamilies / SerializeText | exposition | RSS after / peak (empty process) |")
+             "RenderText | exposition | RSS after / peak (empty process) |")
     L.append("|---|---|---|---|---|---|---|---|")
     for x in s["rows"]:
         sp = x["scrape_split_ms"]
         L.append(f"| {x['cpus']} | {x['events']} | {x['series']} | {x['aggregate_us']:.1f} us | "
-                 f"{x['scrape_ms']:.2f} ms | {sp['snapshot']:.2f} / {sp['build_families']:.2f} / "
-                 f"{sp['serialize']:.2f} ms | {x['exposition_bytes'] / 1e6:.2f} MB | "
+                 f"{x['scrape_ms']:.2f} ms | {sp['snapshot']:.2f} / {sp['render']:.2f} ms | {x['exposition_bytes'] / 1e6:.2f} MB | "
                  f"{x['rss_mib']} / {x['hwm_mib']} MiB ({x['rss_base_mib']}) |")
     L.append("")
     g = s["growth"]
@@ -787,7 +786,7 @@ def main():
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} missing; run scripts/install-deps.sh wrk prometheus-node-exporter")
     for binary in (daemon, os.path.join(build, "bench/collectors/bench_read_path"),
-                   os.path.join(build, "bench/daemon/bench_scale")):
+                   os.path.join(build, "bench/scale/bench_scale")):
         if not os.path.exists(binary):
             sys.exit(f"bench: {binary} missing; build first (with PMU_BUILD_BENCH=ON)")
 

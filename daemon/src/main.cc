@@ -19,12 +19,12 @@
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
-#include "pmu/daemon/build_info.h"
 #include "pmu/daemon/cli.h"
-#include "pmu/daemon/exporter.h"
 #include "pmu/daemon/logging.h"
 #include "pmu/daemon/notify.h"
 #include "pmu/daemon/service.h"
+#include "pmu/metrics/build_info.h"
+#include "pmu/metrics/cardinality.h"
 #include "pmu/web/auth.h"
 
 namespace {
@@ -51,6 +51,27 @@ int ListEvents(const std::string& pattern) {
     std::printf("%s%-50s %s\n", mark, e.name.c_str(), e.description.c_str());
   }
   std::printf("\n* = this host can count the event (CPU-wide on cpu %d)\n", cpu);
+  return kExitOk;
+}
+
+// --check-config: the summary line, then the series the configuration
+// would export on this host (events probed as start-up probes them).
+int CheckConfig(const pmu::config::Config& config) {
+  std::cout << pmu::config::Summary(config) << "\n";
+  const std::vector<int> online = pmu::collectors::OnlineCpus();
+  const std::vector<int> cpus =
+      config.sampling.all_cpus ? pmu::collectors::PossibleCpus() : config.sampling.cpus;
+  auto plan = std::make_shared<const pmu::collectors::EventPlan>(pmu::collectors::BuildEventPlan(
+      config.events, pmu::collectors::DefaultPerfSyscalls(), online.front()));
+  const auto estimate = pmu::metrics::EstimateSeries(config, plan, cpus);
+  std::cout << "series: " << estimate.total << " of at most " << config.exporter.max_series
+            << " ([exporter] max_series) on " << cpus.size() << " CPUs\n";
+  try {
+    pmu::metrics::CheckCardinality(config, estimate);
+  } catch (const pmu::metrics::CardinalityError& e) {
+    spdlog::error("invalid configuration: {}", e.what());
+    return kExitUsage;
+  }
   return kExitOk;
 }
 
@@ -101,8 +122,8 @@ void Reload(pmu::daemon::Service& service, const std::string& path,
 }
 
 // Runs until SIGINT or SIGTERM (blocked in every thread; only this loop takes
-// them). Feeds the systemd watchdog only while the sampler thread proves it
-// is alive, so a stuck pipeline, not just a live process, stops the pings.
+// them). Feeds the systemd watchdog only while every pipeline thread proves
+// it is alive, so a stuck pipeline, not just a live process, stops the pings.
 void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
               const pmu::daemon::Notifier& notifier) {
   using namespace std::chrono;
@@ -121,16 +142,16 @@ void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
     }
     if (sig == SIGHUP) Reload(service, config_path, notifier);
     if (watchdog) {
-      const bool healthy = service.SamplerHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
+      const bool healthy = service.PipelineHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
       if (healthy) notifier.Watchdog();
       if (healthy == stalled) {
         stalled = !healthy;
         if (stalled) {
-          spdlog::error("sampler thread has not made progress for {} ms; withholding the "
-                        "watchdog ping",
-                        duration_cast<milliseconds>(service.SamplerHeartbeatAge()).count());
+          spdlog::error("the sampling pipeline has not made progress for {} ms; withholding "
+                        "the watchdog ping",
+                        duration_cast<milliseconds>(service.PipelineHeartbeatAge()).count());
         } else {
-          spdlog::info("sampler thread is making progress again");
+          spdlog::info("the sampling pipeline is making progress again");
         }
       }
     }
@@ -142,7 +163,7 @@ int RunOnce(const pmu::config::Config& config) {
   service.Start();
   std::this_thread::sleep_for(config.sampling.interval);
   service.SampleOnce();
-  std::cout << pmu::daemon::SerializeText(service.CollectFamilies());
+  std::cout << service.RenderMetrics();
   service.Stop();
   return kExitOk;
 }
@@ -188,7 +209,7 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (opts.version) {
-    std::cout << program << " " << pmu::daemon::kVersion << " (" << pmu::daemon::kRevision
+    std::cout << program << " " << pmu::metrics::kVersion << " (" << pmu::metrics::kRevision
               << ")\n";
     return kExitOk;
   }
@@ -214,15 +235,15 @@ int main(int argc, char** argv) {
     }
     pmu::daemon::ConfigureLogging(config.log);
 
-    if (opts.check_config) {
-      std::cout << pmu::config::Summary(config) << "\n";
-      return kExitOk;
-    }
-    spdlog::info("pmu-exporter {} ({}) starting with configuration {}", pmu::daemon::kVersion,
-                 pmu::daemon::kRevision, config.source);
+    if (opts.check_config) return CheckConfig(config);
+    spdlog::info("pmu-exporter {} ({}) starting with configuration {}", pmu::metrics::kVersion,
+                 pmu::metrics::kRevision, config.source);
     spdlog::info("{}; membarrier RSEQ fence {}", pmu::rseq::ModeDescription(),
                  membarrier ? "registered" : "unavailable (rings fence by visiting the CPU)");
     return opts.once ? RunOnce(config) : Serve(config, opts.config_path);
+  } catch (const pmu::metrics::CardinalityError& e) {
+    spdlog::error("invalid configuration: {}", e.what());
+    return kExitUsage;
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return kExitFailure;

@@ -9,8 +9,9 @@
 #include <optional>
 #include <stdexcept>
 
+#include "pmu/collectors/cpu_counters.h"
+#include "pmu/metrics/cardinality.h"
 #include "pmu/web/auth.h"
-#include "pmu/daemon/exporter.h"
 #include "pmu/web/http_server.h"
 
 namespace pmu::daemon {
@@ -23,46 +24,97 @@ double UnixSeconds() {
 
 std::string MetricsPageHtml(const std::string& metrics_path) {
   return "<!DOCTYPE html><html><head><title>pmu-exporter</title></head><body>"
-         "<h1>pmu-exporter</h1><p><a href=\"" + metrics_path + "\">Metrics</a></p></body></html>\n";
+         "<h1>pmu-exporter</h1><p><a href=\"" +
+         metrics_path + "\">Metrics</a></p></body></html>\n";
+}
+
+void AddEndpoint(metrics::EndpointStats& into, const web::HttpServer::Stats& s) {
+  into.requests += s.requests;
+  into.connections_accepted += s.connections_accepted;
+  into.connections_rejected += s.connections_rejected;
+  into.auth_failures += s.auth_failures;
+  into.timeouts += s.timeouts;
 }
 
 }  // namespace
 
-Service::Service(config::Config config, collectors::PerfSyscalls& sys, std::string sysfs_root)
-    : config_(std::move(config)), sys_(sys), sysfs_root_(std::move(sysfs_root)) {
+Service::Service(config::Config config, collectors::PerfSyscalls& sys, std::string root)
+    : config_(std::move(config)), sys_(sys), root_(std::move(root)) {
   status_.last_reload_success_unix_seconds = UnixSeconds();
 }
 
 Service::~Service() { Stop(); }
 
-SamplerOptions Service::sampler_options() const {
-  SamplerOptions options = sampler_options_;
+sampling::PipelineOptions Service::PipelineOptionsFor() const {
+  sampling::PipelineOptions options;
+  options.sampler = sampler_options_;
+  options.root = root_;
   options.heartbeat = heartbeat_period_;
   return options;
 }
 
+void Service::Build(const config::Config& config, sampling::Pipeline* previous,
+                    const metrics::DerivedEngine* previous_engine,
+                    std::unique_ptr<sampling::Pipeline>* pipeline,
+                    std::unique_ptr<metrics::DerivedEngine>* engine) {
+  auto fresh = std::make_unique<sampling::Pipeline>(config, sys_, PipelineOptionsFor(), previous);
+  auto derived = std::make_unique<metrics::DerivedEngine>(config, fresh->plan(),
+                                                          fresh->selected_cpus(), previous_engine);
+  fresh->AddObserver(derived.get());
+  fresh->SampleNow();  // the first reading; primes the /proc/stat-based metrics
+  const auto first = fresh->latest();
+  metrics::CheckCardinality(
+      config, metrics::EstimateSeries(config, first->plan, fresh->selected_cpus(), &first->kernel));
+  *pipeline = std::move(fresh);
+  *engine = std::move(derived);
+}
+
+void Service::StartPublishing() {
+  const metrics::DerivedEngine& engine = *derived_;
+  pipeline_->SetPublisher([this, &engine](std::shared_ptr<const sampling::Snapshot> snapshot) {
+    Publish(snapshot, engine);
+  });
+  Publish(pipeline_->latest(), engine);
+}
+
+void Service::Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
+                      const metrics::DerivedEngine& engine) {
+  auto out = std::make_shared<metrics::ExportSnapshot>();
+  out->sampling = snapshot;
+  out->derived = engine.TakeSnapshot();
+  {
+    std::lock_guard lock(status_mutex_);
+    out->service = status_;
+  }
+  out->endpoint = EndpointTotals();
+  std::lock_guard lock(latest_mutex_);
+  latest_ = std::move(out);
+}
+
+std::optional<metrics::EndpointStats> Service::EndpointTotals() const {
+  std::lock_guard lock(server_mutex_);
+  if (!server_) return std::nullopt;
+  metrics::EndpointStats totals = retired_endpoint_;
+  AddEndpoint(totals, server_->stats());
+  return totals;
+}
+
 void Service::Start() {
-  pipeline_ = std::make_unique<Pipeline>(config_, sys_, sysfs_root_, nullptr, sampler_options());
-  pipeline_->SampleOnce();
-  pipeline_->ProcStatTick();  // primes the /proc/stat-based derived metrics
+  std::unique_lock lock(pipeline_mutex_);
+  Build(config_, nullptr, nullptr, &pipeline_, &derived_);
+  StartPublishing();
 }
 
-void Service::SampleOnce() {
-  // Only while no sampler threads run (start-up, --once): the pipeline cannot
-  // be swapped underneath, Reload stops everything first.
-  pipeline_->SampleOnce();
-  pipeline_->ProcStatTick();
+void Service::SampleOnce() { pipeline_->SampleNow(); }
+
+std::shared_ptr<const metrics::ExportSnapshot> Service::Latest() const {
+  std::lock_guard lock(latest_mutex_);
+  return latest_;
 }
 
-AggregateSnapshot Service::Snapshot() const {
-  std::shared_lock lock(pipeline_mutex_);
-  if (!pipeline_) return {};
-  return pipeline_->Snapshot();
-}
-
-ServiceStatus Service::Status() const {
-  std::lock_guard lock(status_mutex_);
-  return status_;
+std::string Service::RenderMetrics() const {
+  const auto latest = Latest();
+  return latest ? metrics::RenderText(*latest) : std::string();
 }
 
 std::string Service::url() const {
@@ -96,7 +148,7 @@ std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int
   auto handler = [this, metrics_path](const web::HttpRequest& request) {
     web::HttpResponse response;
     if (request.path == metrics_path) {
-      response.body = SerializeText(CollectFamilies());
+      response.body = RenderMetrics();
     } else if (request.path == "/") {
       response.content_type = "text/html; charset=utf-8";
       response.body = MetricsPageHtml(metrics_path);
@@ -113,120 +165,51 @@ std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int
   return server;
 }
 
-std::vector<prometheus::MetricFamily> Service::CollectFamilies() const {
-  std::vector<prometheus::MetricFamily> families;
-  {
-    std::shared_lock lock(pipeline_mutex_);
-    if (pipeline_) {
-      const AggregateSnapshot snapshot = pipeline_->Snapshot();
-      families = BuildFamilies(snapshot);
-      for (auto& f : BuildPipelineFamilies(pipeline_->Stats(), snapshot)) {
-        families.push_back(std::move(f));
-      }
-      for (auto& f : pipeline_->KernelStatsFamilies()) families.push_back(std::move(f));
-      for (auto& f : pipeline_->DerivedFamilies()) families.push_back(std::move(f));
-    }
-  }
-  std::optional<web::HttpServer::Stats> http_stats;
-  {
-    std::lock_guard lock(server_mutex_);
-    if (server_) http_stats = server_->stats();
-  }
-  if (http_stats) {
-    const web::HttpServer::Stats& http = *http_stats;
-    const struct {
-      const char* name;
-      const char* help;
-      uint64_t value;
-    } counters[] = {
-        {"pmu_exporter_http_requests_total", "HTTP requests answered by the metrics endpoint.",
-         http.requests},
-        {"pmu_exporter_http_connections_total", "Connections accepted by the metrics endpoint.",
-         http.connections_accepted},
-        {"pmu_exporter_http_connections_rejected_total",
-         "Connections closed at once because [web] max_connections were open.",
-         http.connections_rejected},
-        {"pmu_exporter_http_auth_failures_total",
-         "Requests refused for missing or wrong credentials.", http.auth_failures},
-        {"pmu_exporter_http_timeouts_total",
-         "Connections closed because a request or TLS handshake did not complete in time.",
-         http.timeouts},
-    };
-    for (const auto& c : counters) {
-      families.push_back(CounterFamily(c.name, c.help, static_cast<double>(c.value)));
-    }
-  }
-  const ServiceStatus st = Status();
-  families.push_back(GaugeFamily("pmu_exporter_config_last_reload_successful",
-                                 "1 if the last configuration load (start-up or SIGHUP) "
-                                 "succeeded, 0 if it failed and the previous one is in use.",
-                                 st.last_reload_successful ? 1 : 0));
-  families.push_back(GaugeFamily("pmu_exporter_config_last_reload_success_timestamp_seconds",
-                                 "Unix time of the last successful configuration load.",
-                                 st.last_reload_success_unix_seconds));
-  return families;
-}
-
 void Service::Serve() {
   SetServer(Bind(config_, &bound_port_));
   spdlog::info("serving {}", url());
-  pipeline_->StartSamplers();
-  StartSampler();
+  pipeline_->Start();
 }
 
-void Service::StartSampler() {
-  loop_.Reset();
-  sampler_ = std::thread([this] { SamplerLoop(); });
-}
-
-void Service::StopSampler() {
-  loop_.RequestStop();
-  if (sampler_.joinable()) sampler_.join();
-}
-
-std::chrono::nanoseconds Service::SamplerHeartbeatAge() const {
-  // The aggregator thread and every sampler thread must all be alive.
-  int64_t oldest = loop_.heartbeat_ns();
-  {
-    std::shared_lock lock(pipeline_mutex_);
-    if (pipeline_) oldest = std::min(oldest, pipeline_->OldestHeartbeatNs());
-  }
-  return std::chrono::nanoseconds(collectors::MonotonicNanos() - oldest);
-}
-
-// The aggregator thread: every interval it notices CPU hotplug, drains the
-// samplers' rings into the aggregator and feeds /proc/stat-based metrics.
-void Service::SamplerLoop() {
-  loop_.Run(config_.sampling.interval, heartbeat_period_, [this] {
-    pipeline_->CheckHotplug();
-    pipeline_->Drain();
-    pipeline_->ProcStatTick();
-  });
+std::chrono::nanoseconds Service::PipelineHeartbeatAge() const {
+  std::shared_lock lock(pipeline_mutex_);
+  const int64_t now = collectors::MonotonicNanos();
+  if (!pipeline_) return std::chrono::nanoseconds(0);
+  return std::chrono::nanoseconds(now - pipeline_->OldestHeartbeatNs());
 }
 
 void Service::RecordFailedReload() {
-  std::lock_guard lock(status_mutex_);
-  status_.last_reload_successful = false;
+  metrics::ServiceFacts facts;
+  {
+    std::lock_guard lock(status_mutex_);
+    status_.last_reload_successful = false;
+    facts = status_;
+  }
+  // Scrapes see the failure at once, not only after the next round.
+  std::lock_guard lock(latest_mutex_);
+  if (!latest_) return;
+  auto updated = std::make_shared<metrics::ExportSnapshot>(*latest_);
+  updated->service = facts;
+  latest_ = std::move(updated);
 }
 
 void Service::Reload(const config::Config& next) {
-  StopSampler();
-  pipeline_->StopSamplers();
+  const bool serving = server_ != nullptr;
+  pipeline_->Stop();
   // Everything that can fail happens before anything is swapped, so a
   // failure leaves the old configuration running untouched.
-  std::unique_ptr<Pipeline> fresh;
+  std::unique_ptr<sampling::Pipeline> fresh;
+  std::unique_ptr<metrics::DerivedEngine> engine;
   std::unique_ptr<web::HttpServer> server;
   int port = bound_port_;
   try {
-    pipeline_->SampleOnce();  // the latest deltas, so carried totals are current
-    const AggregateSnapshot last = pipeline_->Snapshot();
-    fresh = std::make_unique<Pipeline>(next, sys_, sysfs_root_, &last, sampler_options());
-    fresh->SampleOnce();
+    pipeline_->SampleNow();  // the latest deltas, so carried totals are current
+    Build(next, pipeline_.get(), derived_.get(), &fresh, &engine);
     const bool same_address = next.exporter.listen == config_.exporter.listen;
     const bool rebind = !same_address ||
                         next.exporter.metrics_path != config_.exporter.metrics_path ||
                         !(next.web == config_.web);
-    if (rebind && server_) {
+    if (rebind && serving) {
       config::Config bind_to = next;
       if (same_address) {
         // The same address must be freed before it can be bound again; an
@@ -241,14 +224,14 @@ void Service::Reload(const config::Config& next) {
     }
   } catch (const std::exception&) {
     RecordFailedReload();
-    if (!server_) SetServer(Bind(config_, &bound_port_));
-    pipeline_->StartSamplers();
-    StartSampler();
+    if (serving && !server_) SetServer(Bind(config_, &bound_port_));
+    if (serving) pipeline_->Start();
     throw;
   }
   {
     std::unique_lock lock(pipeline_mutex_);
     pipeline_ = std::move(fresh);  // old fds close here
+    derived_ = std::move(engine);
   }
   if (server) {
     StopServer();
@@ -262,8 +245,8 @@ void Service::Reload(const config::Config& next) {
     status_.last_reload_success_unix_seconds = UnixSeconds();
   }
   spdlog::info("configuration reloaded from {}; serving {}", config_.source, url());
-  pipeline_->StartSamplers();
-  StartSampler();
+  StartPublishing();
+  if (serving) pipeline_->Start();
 }
 
 void Service::SetServer(std::unique_ptr<web::HttpServer> server) {
@@ -271,23 +254,26 @@ void Service::SetServer(std::unique_ptr<web::HttpServer> server) {
   server_ = std::move(server);
 }
 
-// The old server is stopped outside the lock: its thread may be inside
-// CollectFamilies waiting for server_mutex_.
+// The old server is stopped outside the lock: its thread may be serving a
+// request; its counts join the totals of the servers before it.
 void Service::StopServer() {
   std::unique_ptr<web::HttpServer> old;
   {
     std::lock_guard lock(server_mutex_);
     old = std::move(server_);
   }
-  if (old) old->Stop();
+  if (!old) return;
+  old->Stop();
+  std::lock_guard lock(server_mutex_);
+  AddEndpoint(retired_endpoint_, old->stats());
 }
 
 void Service::Stop() {
-  StopSampler();
-  if (pipeline_) pipeline_->StopSamplers();
+  if (pipeline_) pipeline_->Stop();
   StopServer();
   std::unique_lock lock(pipeline_mutex_);
   pipeline_.reset();  // closes every perf fd
+  derived_.reset();
 }
 
 void WritePortFile(const std::string& path, int port) {

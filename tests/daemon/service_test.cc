@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
-#include "../collectors/fake_perf.h"
+#include "fake_perf.h"
+#include "test_support.h"
 
 namespace pmu::daemon {
 namespace {
@@ -29,11 +33,12 @@ TEST(Service, OpensPerCpuCountersAndStopClosesEveryPerfFd) {
   cfg.exporter.listen.port = 0;
   Service service(cfg);
   service.Start();
-  const auto snap = service.Snapshot();
+  const auto snap = service.Latest();
+  ASSERT_NE(snap, nullptr);
   size_t supported = service.pipeline().plan().SupportedCount();
   if (supported == 0) GTEST_SKIP() << "no event of the default set can be counted here";
   EXPECT_GT(CountPerfFds(), before);
-  EXPECT_EQ(snap.cpus.size(), static_cast<size_t>(sysconf(_SC_NPROCESSORS_ONLN)));
+  EXPECT_EQ(snap->sampling->counters.size(), static_cast<size_t>(sysconf(_SC_NPROCESSORS_ONLN)));
   service.Serve();
   EXPECT_GT(service.bound_port(), 0);
   service.Stop();
@@ -41,6 +46,7 @@ TEST(Service, OpensPerCpuCountersAndStopClosesEveryPerfFd) {
 }
 
 TEST(Service, StuckSamplerStopsTheHeartbeatThatFeedsTheWatchdog) {
+  // Real threads and a real clock: the watchdog watches exactly that.
   pmu::testing::FakePerf perf;
   config::Config cfg = config::DefaultConfig();
   cfg.exporter.listen.port = 0;
@@ -51,31 +57,46 @@ TEST(Service, StuckSamplerStopsTheHeartbeatThatFeedsTheWatchdog) {
   service.Start();
   service.Serve();
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_LT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(100));
+  EXPECT_LT(service.PipelineHeartbeatAge(), std::chrono::milliseconds(100));
   perf.BlockReads(true);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  EXPECT_GT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(200))
+  EXPECT_GT(service.PipelineHeartbeatAge(), std::chrono::milliseconds(200))
       << "a sampler wedged in read() still looks alive";
   perf.BlockReads(false);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_LT(service.SamplerHeartbeatAge(), std::chrono::milliseconds(100));
+  EXPECT_LT(service.PipelineHeartbeatAge(), std::chrono::milliseconds(100));
   service.Stop();
   EXPECT_EQ(perf.open_count(), 0u);
 }
 
-TEST(Service, PortFileIsWrittenAtomically) {
-  char tmpl[] = "/tmp/pmu-port-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  std::string path = std::string(tmpl) + "/port";
-  WritePortFile(path, 12345);
-  std::FILE* f = std::fopen(path.c_str(), "r");
-  ASSERT_NE(f, nullptr);
-  int port = 0;
-  EXPECT_EQ(std::fscanf(f, "%d", &port), 1);
-  std::fclose(f);
-  EXPECT_EQ(port, 12345);
+TEST(Service, PortFileIsReplacedAtomically) {
+  // A reader polling the file while it is rewritten sees either no file or
+  // a whole port number, never an empty or partial one.
+  pmu::testing::TempDir dir;
+  const std::string path = dir.path() + "/port";
+  std::atomic<bool> done{false};
+  std::atomic<int> torn{0};
+  std::atomic<int> whole{0};
+  std::thread reader([&] {
+    while (!done.load()) {
+      std::ifstream in(path);
+      if (!in) continue;
+      std::ostringstream content;
+      content << in.rdbuf();
+      const std::string text = content.str();
+      if (text == "10000\n" || text == "65535\n") {
+        ++whole;
+      } else {
+        ++torn;
+      }
+    }
+  });
+  for (int i = 0; i < 2000; ++i) WritePortFile(path, i % 2 == 0 ? 10000 : 65535);
+  done = true;
+  reader.join();
+  EXPECT_EQ(torn.load(), 0);
+  EXPECT_GT(whole.load(), 0) << "the reader never saw the file: the test proved nothing";
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
-  std::filesystem::remove_all(tmpl);
 }
 
 }  // namespace

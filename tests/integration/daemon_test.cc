@@ -159,7 +159,23 @@ TEST(DaemonCli, CheckConfigAcceptsTheShippedConfig) {
                      "--check-config"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("config OK", 0), 0u) << r.out;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "one line expected: " << r.out;
+  // The second line: the series the configuration exports on this host.
+  EXPECT_NE(r.out.find("\nseries: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(" of at most 50000 ([exporter] max_series) on "), std::string::npos)
+      << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+}
+
+TEST(DaemonCli, CheckConfigRefusesTooManySeriesWithTheLargestFamilies) {
+  TempDir dir;
+  const std::string path = dir.Write("big.toml", "[exporter]\nmax_series = 10\n");
+  RunResult r = RunCommand({DaemonBinary(), "--config", path, "--check-config"});
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("more than [exporter] max_series = 10. Largest families: "),
+            std::string::npos)
+      << r.err;
+  RunResult once = RunCommand({DaemonBinary(), "--config", path, "--once"});
+  EXPECT_EQ(once.status, 2) << once.err;
 }
 
 TEST(DaemonCli, BadConfigsExitTwoNamingFileLineColumnAndKey) {

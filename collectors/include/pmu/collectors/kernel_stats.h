@@ -45,7 +45,7 @@ struct StatsParseStatus {
 // filesystems/proc.rst). guest and guest_nice are time spent running a
 // virtual CPU; the kernel ALSO adds them to user and nice respectively, so a
 // sum over all modes counts guest time twice. Exporters must say so (see
-// daemon/stats_exporter.h) rather than subtract: subtracting would make user
+// metrics/family_source.h) rather than subtract: subtracting would make user
 // go backwards whenever the two reads straddle an update.
 enum class CpuMode {
   kUser,

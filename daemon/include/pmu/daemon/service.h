@@ -1,13 +1,17 @@
-// Service: the running exporter. Owns the current Pipeline, the sampler
-// thread and the Prometheus endpoint, and applies reloads.
+// Service: the running exporter. Wires one sampling::Pipeline with its
+// metrics::DerivedEngine, publishes what every round measured as an
+// immutable metrics::ExportSnapshot, serves it on the endpoint, and applies
+// reloads.
 //
 // Life cycle (main thread): construct -> Start() -> Serve() -> [Reload()]...
-// -> Stop(). Start() builds the pipeline and takes the first reading; Serve()
-// binds the endpoint and starts sampling every interval. Stop() is idempotent,
-// returns within milliseconds and closes every perf fd.
+// -> Stop(). Start() builds the pipeline, takes the first reading and checks
+// the configuration's cardinality; Serve() binds the endpoint and starts the
+// pipeline's threads. Stop() is idempotent, returns within milliseconds and
+// closes every perf fd.
 //
-// Thread safety: Start/Serve/Reload/Stop belong to one thread (main);
-// Snapshot, Status and SamplerHeartbeatAge may be called from any thread.
+// Thread safety: Start/SampleOnce/Serve/Reload/RecordFailedReload/Stop
+// belong to one thread (main). Latest, RenderMetrics, PipelineHeartbeatAge,
+// bound_port and url may be called from any thread.
 #pragma once
 
 #include <chrono>
@@ -15,15 +19,12 @@
 #include <mutex>
 #include <shared_mutex>
 #include <string>
-#include <thread>
-
-#include <prometheus/metric_family.h>
 
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/config/config.h"
-#include "pmu/daemon/aggregator.h"
-#include "pmu/daemon/periodic_loop.h"
-#include "pmu/daemon/pipeline.h"
+#include "pmu/metrics/derived.h"
+#include "pmu/metrics/family_source.h"
+#include "pmu/sampling/pipeline.h"
 
 namespace pmu::web {
 class HttpServer;
@@ -31,85 +32,91 @@ class HttpServer;
 
 namespace pmu::daemon {
 
-// Service-level facts exported beside the counters.
-struct ServiceStatus {
-  bool last_reload_successful = true;
-  double last_reload_success_unix_seconds = 0;  // start-up counts as a successful load
-};
-
 class Service {
  public:
   explicit Service(config::Config config,
                    collectors::PerfSyscalls& sys = collectors::DefaultPerfSyscalls(),
-                   std::string sysfs_root = "/");
+                   std::string root = "/");
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
 
-  // Throws std::runtime_error on a fatal start-up problem.
+  // Throws std::runtime_error on a fatal start-up problem (nothing online,
+  // more series than [exporter] max_series, ...).
   void Start();
-  // Reads every CPU once into the aggregator.
+  // One synchronous round (--once). REQUIRES: Start() and not serving.
   void SampleOnce();
   // Binds the endpoint (throws std::runtime_error naming the address on
-  // failure), writes the port file, starts the sampler thread.
+  // failure), writes the port file, starts the pipeline's threads.
   void Serve();
-  // Applies a validated configuration. On failure (e.g. the new address
-  // cannot be bound) throws std::runtime_error and the old configuration
-  // keeps running untouched. Records the outcome in Status() either way.
+  // Applies a validated configuration. On failure (the new address cannot
+  // be bound, too many series, ...) throws std::runtime_error and the old
+  // configuration keeps running untouched. Records the outcome either way.
   void Reload(const config::Config& next);
   // Records a reload that failed before reaching Reload() (invalid file).
   void RecordFailedReload();
   void Stop();
 
-  // How often the sampler thread proves it is alive even when the sampling
-  // interval is longer (set before Serve(); the watchdog uses it).
+  // How often every pipeline thread proves it is alive even when the
+  // sampling interval is longer (set before Start(); the watchdog uses it).
   void set_heartbeat_period(std::chrono::nanoseconds period) { heartbeat_period_ = period; }
   // Sampler options (tests: fake rdpmc source); set before Start().
-  void set_sampler_options(SamplerOptions options) { sampler_options_ = options; }
-  // Time since the sampler thread last completed a loop iteration; the
-  // watchdog is fed only while this stays small.
-  std::chrono::nanoseconds SamplerHeartbeatAge() const;
+  void set_sampler_options(sampling::SamplerOptions options) { sampler_options_ = options; }
+  // Time since the least recent heartbeat of the aggregator thread and the
+  // sampler threads; the watchdog is fed only while this stays small.
+  std::chrono::nanoseconds PipelineHeartbeatAge() const;
 
   int bound_port() const { return bound_port_; }
   std::string url() const;
-  AggregateSnapshot Snapshot() const;
-  ServiceStatus Status() const;
-  // Everything /metrics serves: counters, kernel statistics, service status,
-  // HTTP server statistics.
-  std::vector<prometheus::MetricFamily> CollectFamilies() const;
+  // What /metrics serves now (null before Start()).
+  std::shared_ptr<const metrics::ExportSnapshot> Latest() const;
+  // The text exposition of Latest().
+  std::string RenderMetrics() const;
   const config::Config& config() const { return config_; }
   // Valid between Start() and Stop(); main thread only.
-  const Pipeline& pipeline() const { return *pipeline_; }
+  const sampling::Pipeline& pipeline() const { return *pipeline_; }
 
  private:
-  void SamplerLoop();
-  SamplerOptions sampler_options() const;
-  void StartSampler();
-  void StopSampler();
+  sampling::PipelineOptions PipelineOptionsFor() const;
+  // A pipeline and its derived engine for `config`, first round taken and
+  // cardinality checked, not yet publishing; throws std::runtime_error.
+  void Build(const config::Config& config, sampling::Pipeline* previous,
+             const metrics::DerivedEngine* previous_engine,
+             std::unique_ptr<sampling::Pipeline>* pipeline,
+             std::unique_ptr<metrics::DerivedEngine>* engine);
+  // Makes `pipeline_`/`derived_` the published ones.
+  void StartPublishing();
+  void Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
+               const metrics::DerivedEngine& engine);
   // A started server for `config`'s endpoint; throws std::runtime_error.
   std::unique_ptr<web::HttpServer> Bind(const config::Config& config, int* port);
   void SetServer(std::unique_ptr<web::HttpServer> server);
   void StopServer();
+  std::optional<metrics::EndpointStats> EndpointTotals() const;
 
   config::Config config_;
   collectors::PerfSyscalls& sys_;
-  std::string sysfs_root_;
+  std::string root_;
+  std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
+  sampling::SamplerOptions sampler_options_;
 
-  mutable std::shared_mutex pipeline_mutex_;  // guards pipeline_ swaps vs. Snapshot()
-  std::unique_ptr<Pipeline> pipeline_;
+  // Replaced by the main thread; read by PipelineHeartbeatAge().
+  mutable std::shared_mutex pipeline_mutex_;
+  std::unique_ptr<sampling::Pipeline> pipeline_;
+  std::unique_ptr<metrics::DerivedEngine> derived_;
+
   mutable std::mutex status_mutex_;
-  ServiceStatus status_;
+  metrics::ServiceFacts status_;
+
+  mutable std::mutex latest_mutex_;
+  std::shared_ptr<const metrics::ExportSnapshot> latest_;
 
   // server_ is replaced by the main thread (Serve, Reload, Stop) and read by
-  // the HTTP thread (its own statistics, in CollectFamilies).
+  // the aggregator thread (its statistics, in Publish).
   mutable std::mutex server_mutex_;
   std::unique_ptr<web::HttpServer> server_;
+  metrics::EndpointStats retired_endpoint_;  // servers replaced by reloads
   int bound_port_ = 0;
-
-  std::thread sampler_;  // the aggregator thread
-  PeriodicLoop loop_;
-  std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
-  SamplerOptions sampler_options_;
 };
 
 // Writes `port` followed by a newline to `path` atomically (temp + rename).

@@ -1,0 +1,343 @@
+#include "pmu/metrics/family_source.h"
+
+#include <string.h>
+
+#include <map>
+
+#include <pmu/rseq/abi.h>
+
+#include "pmu/metrics/build_info.h"
+#include "pmu/metrics/derived.h"
+
+namespace pmu::metrics {
+namespace {
+
+using sampling::CpuTotals;
+using sampling::EventTotals;
+
+class EventFamilySource final : public FamilySource {
+ public:
+  void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
+    const sampling::Snapshot* snap = snapshot.sampling.get();
+    const bool have = snap != nullptr && snap->plan != nullptr;
+    const auto per_event = [&](std::string_view name, std::string_view help, MetricType type,
+                               double (*value)(const EventTotals&)) {
+      out.Family(name, help, type);
+      if (!have) return;
+      const auto& events = snap->plan->events;
+      for (const CpuTotals& cpu : snap->counters) {
+        const std::string cpu_label = std::to_string(cpu.cpu);
+        for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
+          const EventTotals& t = cpu.events[i];
+          if (!events[i].supported || !t.seen) continue;
+          out.Sample({{"cpu", cpu_label}, {"event", events[i].name}}, value(t));
+        }
+      }
+    };
+    per_event("pmu_events_total",
+              "Events counted on a CPU since the exporter started, scaled for multiplexing by "
+              "time enabled over time running.",
+              MetricType::kCounter, [](const EventTotals& t) { return t.count; });
+    per_event("pmu_event_enabled_seconds_total", "Time the event was enabled on the CPU.",
+              MetricType::kCounter, [](const EventTotals& t) { return t.enabled_seconds; });
+    per_event("pmu_event_running_seconds_total",
+              "Time the event was actually counting on the CPU (less than enabled when the PMU "
+              "is multiplexed).",
+              MetricType::kCounter, [](const EventTotals& t) { return t.running_seconds; });
+    per_event("pmu_event_running_ratio",
+              "Fraction of the last sampling interval the event was counting on the PMU (time "
+              "running / time enabled); below 1 the PMU is multiplexed.",
+              MetricType::kGauge, [](const EventTotals& t) { return t.last_running_ratio; });
+    out.Family("pmu_event_group_starved",
+               "1 while a perf group is enabled but never scheduled on the PMU (counters held by "
+               "another tool or the NMI watchdog).",
+               MetricType::kGauge);
+    if (have) {
+      for (const CpuTotals& cpu : snap->counters) {
+        const std::string cpu_label = std::to_string(cpu.cpu);
+        for (size_t g = 0; g < cpu.group_starved.size() && g < snap->plan->groups.size(); ++g) {
+          out.Sample({{"cpu", cpu_label}, {"group", snap->plan->groups[g].name}},
+                     cpu.group_starved[g] ? 1 : 0);
+        }
+      }
+    }
+    out.Family("pmu_event_supported",
+               "1 if the configured event can be counted on this host, 0 if not (then it is "
+               "never exported as a count).",
+               MetricType::kGauge);
+    if (have) {
+      for (const auto& ev : snap->plan->events) {
+        out.Sample({{"event", ev.name}}, ev.supported ? 1 : 0);
+      }
+    }
+    out.Family("pmu_exporter_build_info", "Version and revision of pmu-exporter.",
+               MetricType::kGauge);
+    out.Sample({{"revision", kRevision}, {"version", kVersion}}, 1);
+  }
+};
+
+// A CPU that has (or had) a sampler: its sampler counters exist, and stay
+// while it is offline.
+bool Sampled(const sampling::PipelineStats::Cpu& c) { return c.online || c.sampler.ticks > 0; }
+
+class PipelineFamilySource final : public FamilySource {
+ public:
+  void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
+    if (!snapshot.sampling) return;
+    const sampling::Snapshot& snap = *snapshot.sampling;
+    const sampling::PipelineStats& stats = snap.pipeline;
+    std::map<int, const CpuTotals*> totals;
+    for (const auto& c : snap.counters) totals[c.cpu] = &c;
+    std::string cpu;
+
+    out.Family("pmu_cpu_online",
+               "1 while the CPU is online and sampled, 0 while it is offline (hotplug).",
+               MetricType::kGauge);
+    for (const auto& c : stats.cpus) {
+      cpu = std::to_string(c.cpu);
+      out.Sample({{"cpu", cpu}}, c.online ? 1 : 0);
+    }
+    out.Family("pmu_exporter_read_path",
+               "1 for the read path the CPU's sampler used last: rdpmc (user-space, inside an "
+               "rseq section), local_read (read() on the CPU itself), remote_read (read() from "
+               "another CPU, costs an IPI).",
+               MetricType::kGauge);
+    for (const auto& c : stats.cpus) {
+      auto t = totals.find(c.cpu);
+      if (!c.online || t == totals.end() || !t->second->has_path) continue;
+      cpu = std::to_string(c.cpu);
+      for (int p = 0; p < collectors::kReadPathCount; ++p) {
+        const auto rp = static_cast<collectors::ReadPath>(p);
+        out.Sample({{"cpu", cpu}, {"path", collectors::ReadPathName(rp)}},
+                   rp == t->second->last_path ? 1 : 0);
+      }
+    }
+    out.Family("pmu_exporter_samples_total", "Group readings taken on the CPU and aggregated.",
+               MetricType::kCounter);
+    for (const auto& c : stats.cpus) {
+      auto t = totals.find(c.cpu);
+      if (t == totals.end()) continue;
+      cpu = std::to_string(c.cpu);
+      out.Sample({{"cpu", cpu}}, static_cast<double>(t->second->group_samples));
+    }
+    const auto per_cpu = [&](std::string_view name, std::string_view help,
+                             uint64_t (*value)(const sampling::CpuSampler::Stats&)) {
+      out.Family(name, help, MetricType::kCounter);
+      for (const auto& c : stats.cpus) {
+        if (!Sampled(c)) continue;
+        cpu = std::to_string(c.cpu);
+        out.Sample({{"cpu", cpu}}, static_cast<double>(value(c.sampler)));
+      }
+    };
+    per_cpu("pmu_exporter_push_retries_total",
+            "Samples pushed again because the sampler migrated between reading and committing "
+            "(rseq compare failed).",
+            [](const sampling::CpuSampler::Stats& s) { return s.push_retries; });
+    per_cpu("pmu_exporter_read_fallbacks_total",
+            "Groups that left the rdpmc path for read() (counter withdrawn).",
+            [](const sampling::CpuSampler::Stats& s) { return s.rdpmc_fallbacks; });
+
+    uint64_t rdpmc_aborts = 0;
+    uint64_t push_drops = 0;
+    std::map<int, uint64_t> errnos;
+    for (const auto& c : stats.cpus) {
+      rdpmc_aborts += c.sampler.rdpmc_aborts;
+      push_drops += c.sampler.push_drops;
+      for (const auto& [err, n] : c.sampler.read_errors) errnos[err] += n;
+    }
+    out.Family("pmu_exporter_rseq_aborts_total",
+               "Aborted rseq critical sections (preemption, migration or signal).",
+               MetricType::kCounter);
+    out.Sample({{"section", "ring_push"}}, static_cast<double>(stats.ring_aborts));
+    out.Sample({{"section", "counter_read"}}, static_cast<double>(rdpmc_aborts));
+    out.Family("pmu_exporter_ring_drops_total",
+               "Samples dropped because a per-CPU ring was full (the aggregator fell behind) or "
+               "stayed unavailable through every push attempt; never blocks the samplers.",
+               MetricType::kCounter);
+    out.Sample({}, static_cast<double>(stats.ring_drops + push_drops));
+    out.Family("pmu_exporter_ring_misfiled_total",
+               "Samples found in a ring other than the one of the CPU that pushed them. The rseq "
+               "push makes this impossible; anything but 0 is a bug.",
+               MetricType::kCounter);
+    out.Sample({}, static_cast<double>(stats.misfiled));
+    out.Family("pmu_exporter_read_errors_total", "Failed counter reads by errno.",
+               MetricType::kCounter);
+    for (const auto& [err, n] : errnos) {
+      const char* name = strerrorname_np(err);
+      const std::string label = name != nullptr ? name : std::to_string(err);
+      out.Sample({{"errno", label}}, static_cast<double>(n));
+    }
+    out.Family("pmu_exporter_rseq_mode",
+               "1 for how restartable sequences are used: glibc (glibc's registration), own "
+               "(registered by pmu-exporter), unavailable (fallback paths).",
+               MetricType::kGauge);
+    const rseq::Mode current = rseq::CurrentMode();
+    for (rseq::Mode m : {rseq::Mode::kGlibc, rseq::Mode::kOwn, rseq::Mode::kUnavailable}) {
+      out.Sample({{"mode", rseq::ModeName(m)}}, m == current ? 1 : 0);
+    }
+    out.Family("pmu_exporter_cpu_read_duration_seconds",
+               "Time to read all of one CPU's groups in one tick.", MetricType::kHistogram);
+    for (const auto& c : stats.cpus) {
+      if (!Sampled(c)) continue;
+      cpu = std::to_string(c.cpu);
+      out.HistogramSample({{"cpu", cpu}}, c.sampler.read_duration);
+    }
+  }
+};
+
+class KernelStatsFamilySource final : public FamilySource {
+ public:
+  void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
+    if (!snapshot.sampling) return;
+    const sampling::KernelStats& k = snapshot.sampling->kernel;
+    std::string cpu;
+    out.Family("pmu_cpu_time_seconds_total",
+               "Seconds each CPU spent in each mode since boot (/proc/stat). guest and "
+               "guest_nice are also counted inside user and nice, as the kernel does: leave them "
+               "out when summing modes.",
+               MetricType::kCounter);
+    const auto hz = static_cast<double>(k.ticks_per_second);
+    for (const auto& c : k.cpu_time) {
+      cpu = std::to_string(c.cpu);
+      for (size_t mode = 0; mode < collectors::kCpuModeCount; ++mode) {
+        // Whole ticks over USER_HZ: one division, so 29428 ticks read 294.28.
+        out.Sample({{"cpu", cpu}, {"mode", collectors::kCpuModeNames[mode]}},
+                   static_cast<double>(c.ticks[mode]) / hz);
+      }
+    }
+    out.Family("pmu_cpu_softirqs_total",
+               "Softirqs handled on each CPU since boot, by type (/proc/softirqs).",
+               MetricType::kCounter);
+    for (const auto& c : k.softirqs) {
+      cpu = std::to_string(c.cpu);
+      for (const auto& [type, count] : c.counts) {
+        out.Sample({{"cpu", cpu}, {"type", type}}, static_cast<double>(count));
+      }
+    }
+    const auto sched = [&](std::string_view name, std::string_view help,
+                           double (*value)(const sampling::KernelStats::CpuSchedstat&)) {
+      out.Family(name, help, MetricType::kCounter);
+      for (const auto& c : k.schedstat) {
+        cpu = std::to_string(c.cpu);
+        out.Sample({{"cpu", cpu}}, value(c));
+      }
+    };
+    sched("pmu_cpu_running_seconds_total", "Time tasks ran on each CPU (/proc/schedstat).",
+          [](const auto& c) { return static_cast<double>(c.running_ns) * 1e-9; });
+    sched("pmu_cpu_runqueue_wait_seconds_total",
+          "Time runnable tasks waited on each CPU's run queue (/proc/schedstat).",
+          [](const auto& c) { return static_cast<double>(c.waiting_ns) * 1e-9; });
+    sched("pmu_cpu_timeslices_total", "Timeslices run on each CPU (/proc/schedstat).",
+          [](const auto& c) { return static_cast<double>(c.timeslices); });
+    out.Family("pmu_cpu_frequency_hertz",
+               "Current frequency of each CPU (cpufreq scaling_cur_freq).", MetricType::kGauge);
+    for (const auto& c : k.cpufreq) {
+      cpu = std::to_string(c.cpu);
+      out.Sample({{"cpu", cpu}}, c.hertz);
+    }
+    out.Family("pmu_exporter_stats_source_available",
+               "1 if the enabled kernel statistics source was read and understood at the last "
+               "round, 0 if the host lacks it or its format is unknown.",
+               MetricType::kGauge);
+    for (size_t i = 0; i < sampling::kStatsSourceCount; ++i) {
+      if (k.sources[i].enabled) {
+        out.Sample({{"source", sampling::kStatsSourceNames[i]}}, k.sources[i].available ? 1 : 0);
+      }
+    }
+    out.Family("pmu_exporter_stats_parse_errors_total",
+               "Malformed lines and read errors met in a kernel statistics source (each is "
+               "logged once; the rest of the source is still exported).",
+               MetricType::kCounter);
+    for (size_t i = 0; i < sampling::kStatsSourceCount; ++i) {
+      if (k.sources[i].enabled) {
+        out.Sample({{"source", sampling::kStatsSourceNames[i]}},
+                   static_cast<double>(k.sources[i].parse_errors));
+      }
+    }
+  }
+};
+
+class EndpointFamilySource final : public FamilySource {
+ public:
+  void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
+    if (!snapshot.endpoint) return;
+    const EndpointStats& http = *snapshot.endpoint;
+    const struct {
+      const char* name;
+      const char* help;
+      uint64_t value;
+    } counters[] = {
+        {"pmu_exporter_http_requests_total", "HTTP requests answered by the metrics endpoint.",
+         http.requests},
+        {"pmu_exporter_http_connections_total", "Connections accepted by the metrics endpoint.",
+         http.connections_accepted},
+        {"pmu_exporter_http_connections_rejected_total",
+         "Connections closed at once because [web] max_connections were open.",
+         http.connections_rejected},
+        {"pmu_exporter_http_auth_failures_total",
+         "Requests refused for missing or wrong credentials.", http.auth_failures},
+        {"pmu_exporter_http_timeouts_total",
+         "Connections closed because a request or TLS handshake did not complete in time.",
+         http.timeouts},
+    };
+    for (const auto& c : counters) {
+      out.Family(c.name, c.help, MetricType::kCounter);
+      out.Sample({}, static_cast<double>(c.value));
+    }
+  }
+};
+
+class ServiceFamilySource final : public FamilySource {
+ public:
+  void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
+    out.Family("pmu_exporter_config_last_reload_successful",
+               "1 if the last configuration load (start-up or SIGHUP) succeeded, 0 if it failed "
+               "and the previous one is in use.",
+               MetricType::kGauge);
+    out.Sample({}, snapshot.service.last_reload_successful ? 1 : 0);
+    out.Family("pmu_exporter_config_last_reload_success_timestamp_seconds",
+               "Unix time of the last successful configuration load.", MetricType::kGauge);
+    out.Sample({}, snapshot.service.last_reload_success_unix_seconds);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<FamilySource> EventFamilies() { return std::make_unique<EventFamilySource>(); }
+std::unique_ptr<FamilySource> PipelineFamilies() {
+  return std::make_unique<PipelineFamilySource>();
+}
+std::unique_ptr<FamilySource> KernelStatsFamilies() {
+  return std::make_unique<KernelStatsFamilySource>();
+}
+std::unique_ptr<FamilySource> EndpointFamilies() {
+  return std::make_unique<EndpointFamilySource>();
+}
+std::unique_ptr<FamilySource> ServiceFamilies() { return std::make_unique<ServiceFamilySource>(); }
+
+void Registry::Write(const ExportSnapshot& snapshot, FamilyWriter& out) const {
+  for (const auto& source : sources_) source->Write(snapshot, out);
+}
+
+const Registry& StandardRegistry() {
+  static const Registry* const kRegistry = [] {
+    auto* registry = new Registry;
+    registry->Add(EventFamilies());
+    registry->Add(PipelineFamilies());
+    registry->Add(KernelStatsFamilies());
+    registry->Add(DerivedFamilies());
+    registry->Add(EndpointFamilies());
+    registry->Add(ServiceFamilies());
+    return registry;
+  }();
+  return *kRegistry;
+}
+
+std::string RenderText(const ExportSnapshot& snapshot) {
+  std::string out;
+  TextWriter writer(out);
+  StandardRegistry().Write(snapshot, writer);
+  return out;
+}
+
+}  // namespace pmu::metrics

@@ -1,0 +1,117 @@
+// CpuSampler: the thread that samples one CPU.
+//
+// It runs with affinity to its CPU N but never relies on it: an admin's
+// taskset or a cpuset change may move it at any time. Every tick it reads
+// each of CPU N's groups by the best path that is valid at that moment —
+//   rdpmc inside the rseq counter-read section (only for groups whose pages
+//     all allow user rdpmc and whose start-up check against read() agreed),
+//   read(2) on CPU N itself (CPU confirmed through rseq before and after),
+//   read(2) from wherever it runs (correct from any CPU; costs an IPI) —
+// and pushes one GroupSample per group into the per-CPU ring of the CPU it
+// runs on, through the rseq ring (TryPushOnCpu: the record's read_cpu always
+// equals the ring it lands in). Attribution never depends on where the
+// thread ran: the values belong to CPU N's fds and the record says cpu = N.
+//
+// A group whose rdpmc read fails (index 0 after the PMU was taken, too many
+// aborts) falls back to read() and is re-checked every kRdpmcRecheckTicks.
+//
+// A push whose ring stays unavailable through kPushAttempts attempts is
+// counted in Stats::push_drops (the sample is lost, never silently).
+//
+// Thread safety: Start/Stop from the owning thread (the aggregator's);
+// counters may be read from any thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <pmu/rseq/counter_read.h>
+#include <pmu/rseq/per_cpu_ring.h>
+
+#include "pmu/collectors/cpu_counters.h"
+#include "pmu/collectors/sample.h"
+#include "pmu/sampling/histogram.h"
+#include "pmu/sampling/periodic_loop.h"
+
+namespace pmu::sampling {
+
+using SampleRing = rseq::PerCpuRing<collectors::GroupSample>;
+
+// Upper bounds (seconds) of the read-duration histogram buckets.
+const std::shared_ptr<const std::vector<double>>& ReadDurationBuckets();
+
+struct SamplerOptions {
+  std::chrono::nanoseconds interval = std::chrono::seconds(1);
+  // The thread wakes at least this often, to prove it is alive.
+  std::chrono::nanoseconds heartbeat = std::chrono::seconds(1);
+  // rdpmc source: hardware, or fake counters in tests.
+  rseq::PmcSource pmc = rseq::PmcSource::Hardware();
+  bool try_rdpmc = true;
+};
+
+class CpuSampler {
+ public:
+  static constexpr uint64_t kRdpmcRecheckTicks = 100;
+  static constexpr int kPushAttempts = 16;
+
+  CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, SampleRing& ring,
+             SamplerOptions options);
+  ~CpuSampler();  // Stop()
+  CpuSampler(const CpuSampler&) = delete;
+  CpuSampler& operator=(const CpuSampler&) = delete;
+
+  void Start();
+  void Stop();  // returns within milliseconds
+  // One tick on the calling thread (tests, and the first reading).
+  void Tick();
+  // Decides per group whether the rdpmc path may be used (every page allows
+  // user rdpmc and one reading agrees with read(2)). The sampler thread does
+  // this when it starts on its CPU; a test pinned to the CPU may call it
+  // before Tick(). Without it every read uses read(2).
+  void ValidateRdpmc();
+
+  int cpu() const { return counters_->cpu(); }
+  collectors::CpuCounters& counters() { return *counters_; }
+  int64_t heartbeat_ns() const { return loop_.heartbeat_ns(); }
+
+  struct Stats {
+    uint64_t ticks = 0;
+    uint64_t push_retries = 0;     // migrated between read and push: pushed again
+    uint64_t push_drops = 0;       // a push that exhausted its retries: the sample is lost
+    uint64_t rdpmc_fallbacks = 0;  // a group left the rdpmc path
+    uint64_t rdpmc_aborts = 0;     // the counter-read section aborted
+    collectors::ReadPath path = collectors::ReadPath::kRemoteRead;  // of the last group read
+    std::map<int, uint64_t> read_errors;  // errno -> count
+    Histogram read_duration{ReadDurationBuckets()};  // seconds per tick
+
+    // Adds the counters of `other` (a stopped sampler of the same CPU);
+    // `path` stays this one's.
+    void Add(const Stats& other);
+  };
+  Stats stats() const;
+
+ private:
+  void Run();
+  bool ReadGroup(size_t g, collectors::GroupSample* s);
+  bool TryRdpmc(size_t g, collectors::GroupSample* s);
+  void Push(collectors::GroupSample& s);
+
+  std::unique_ptr<collectors::CpuCounters> counters_;
+  SampleRing& ring_;
+  SamplerOptions options_;
+  std::vector<bool> rdpmc_;            // per group: on the rdpmc path
+  std::vector<bool> rdpmc_candidate_;  // per group: pages allow rdpmc
+  uint64_t tick_ = 0;
+
+  std::thread thread_;
+  PeriodicLoop loop_;
+
+  mutable std::mutex stats_mutex_;
+  Stats stats_;
+};
+
+}  // namespace pmu::sampling

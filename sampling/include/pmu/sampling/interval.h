@@ -1,0 +1,51 @@
+// What the aggregator thread hands to observers each round, below the
+// running totals: the per-interval view that Prometheus never sees.
+//
+// IntervalRecord: what one CPU measured in one sampling interval, after
+// multiplex scaling. The aggregator assembles one record per (CPU, sampler
+// tick) once every group of that tick has arrived.
+//
+// RoundObserver: receives, in this order within one aggregator round, every
+// completed IntervalRecord (OnInterval), the round's /proc/stat parse when
+// the observer asked for it (OnProcStat), and the end of the round
+// (EndRound).
+//
+// Thread safety: every call comes from the aggregator thread (or from the
+// thread that drives a synchronous round while the aggregator thread is
+// stopped), one at a time; an observer needs no locking against other
+// deliveries, only against its own readers.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "pmu/collectors/kernel_stats.h"
+
+namespace pmu::sampling {
+
+struct IntervalRecord {
+  int cpu = -1;
+  uint64_t tick = 0;     // the sampler's tick number on this CPU
+  int64_t start_ns = 0;  // CLOCK_MONOTONIC of the previous reading
+  int64_t end_ns = 0;    // CLOCK_MONOTONIC of this reading
+  // Scaled deltas of this interval indexed like EventPlan::events; NaN where
+  // the event is unsupported or did not run at all in the interval (unknown,
+  // not zero).
+  std::span<const double> event_deltas;
+};
+
+class RoundObserver {
+ public:
+  virtual ~RoundObserver() = default;
+  virtual void OnInterval(const IntervalRecord& record) = 0;
+  // True when the observer wants /proc/stat every round (OnProcStat).
+  virtual bool NeedsProcStat() const { return false; }
+  // The round's parse of /proc/stat, taken at `now_ns` (CLOCK_MONOTONIC).
+  virtual void OnProcStat(const collectors::ProcStat& stat, int64_t now_ns) {
+    (void)stat;
+    (void)now_ns;
+  }
+  virtual void EndRound() = 0;
+};
+
+}  // namespace pmu::sampling

@@ -1,0 +1,136 @@
+// Pipeline: everything one configuration samples with — the event plan, one
+// CpuSampler (thread + perf fds) per selected online CPU, the per-CPU rseq
+// rings they push into, the Aggregator that drains them, the kernel
+// statistics reader, and the aggregator thread that runs one round per
+// sampling interval and publishes an immutable Snapshot.
+//
+// One round (aggregator thread; SampleNow() runs one synchronously):
+//   1. hotplug: a CPU that went offline has its sampler stopped and its fds
+//      closed (after a last drain); one that came (back) online gets new fds
+//      with a new fd generation and a new sampler; totals continue;
+//   2. drain: every queued GroupSample into the Aggregator, whose completed
+//      ticks go to the observers (OnInterval);
+//   3. kernel statistics: each enabled [stats] source read once; /proc/stat
+//      also handed to observers that need it (OnProcStat);
+//   4. observers' EndRound, then the Snapshot is published.
+//
+// Reload: a new Pipeline is built next to the stopped old one and continues
+// it (`previous`): events present in both (same name, same encoding) keep
+// their totals, every self-metric and kernel-statistics total continues, new
+// events start from zero, removed events and CPUs disappear. No counter a
+// scrape has seen goes backwards.
+//
+// Thread safety: construction, AddObserver, SetPublisher, SampleNow, Start,
+// Stop and destruction from one thread (main). latest(), OldestHeartbeatNs(),
+// cpus() and open_fds() from any thread. The publisher and the observers are
+// called on the aggregator thread (or in SampleNow on the caller's).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pmu/collectors/event_plan.h"
+#include "pmu/collectors/perf_syscalls.h"
+#include "pmu/config/config.h"
+#include "pmu/sampling/aggregator.h"
+#include "pmu/sampling/cpu_sampler.h"
+#include "pmu/sampling/interval.h"
+#include "pmu/sampling/kernel_stats.h"
+#include "pmu/sampling/periodic_loop.h"
+#include "pmu/sampling/snapshot.h"
+
+namespace pmu::sampling {
+
+struct PipelineOptions {
+  // Sampler settings; `interval` and `heartbeat` are overwritten from the
+  // config and `heartbeat` below.
+  SamplerOptions sampler;
+  // Root of /proc and /sys: "/" in the daemon, a fake tree in tests.
+  std::string root = "/";
+  // Every periodic thread stamps its heartbeat at least this often.
+  std::chrono::nanoseconds heartbeat = std::chrono::seconds(1);
+};
+
+class Pipeline {
+ public:
+  using Publisher = std::function<void(std::shared_ptr<const Snapshot>)>;
+
+  // Probes events and opens counters on the selected online CPUs; throws
+  // std::runtime_error on a fatal problem. `previous` (may be null) is the
+  // stopped pipeline of the configuration this one replaces.
+  Pipeline(const config::Config& config, collectors::PerfSyscalls& sys, PipelineOptions options,
+           Pipeline* previous);
+  ~Pipeline();  // Stop(); closes every perf fd
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Not owned; must outlive the pipeline. Before the first round.
+  void AddObserver(RoundObserver* observer);
+  void SetPublisher(Publisher publisher) { publisher_ = std::move(publisher); }
+
+  // One round on the calling thread, every sampler ticking once first.
+  // REQUIRES: not started (start-up, --once, a reload's last reading).
+  void SampleNow();
+  // Starts the sampler threads and the aggregator thread.
+  void Start();
+  // Stops and joins them; returns within milliseconds; idempotent.
+  void Stop();
+
+  // The last published snapshot (null before the first round).
+  std::shared_ptr<const Snapshot> latest() const;
+  // CLOCK_MONOTONIC ns of the least recent heartbeat of the aggregator thread
+  // and every sampler thread (now when not started).
+  int64_t OldestHeartbeatNs() const;
+
+  const collectors::EventPlan& plan() const { return *plan_; }
+  const std::vector<int>& selected_cpus() const { return selectable_; }
+  std::vector<int> cpus() const;  // CPUs sampled now
+  size_t open_fds() const;
+
+ private:
+  std::vector<int> WantedCpus() const;
+  void StartCpu(int cpu, bool start_thread);
+  void StopCpu(int cpu);
+  bool CheckHotplug();
+  void Drain();
+  void Round();
+  PipelineStats CollectStats() const;
+
+  config::Config config_;
+  collectors::PerfSyscalls& sys_;
+  PipelineOptions options_;
+  std::shared_ptr<const collectors::EventPlan> plan_;
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<KernelStatsReader> stats_;
+  std::unique_ptr<SampleRing> ring_;
+  std::vector<RoundObserver*> observers_;
+  Publisher publisher_;
+  std::vector<int> selectable_;  // CPUs the configuration selects (online or not)
+  std::map<int, uint32_t> generation_;
+  bool running_ = false;
+  bool hotplug_read_failed_ = false;  // logged once until a read succeeds
+  uint64_t round_ = 0;
+
+  // Carried from the previous pipeline and from stopped samplers.
+  PipelineStats base_;
+  std::map<int, CpuSampler::Stats> retired_;
+
+  std::thread aggregator_thread_;
+  PeriodicLoop aggregator_loop_;
+
+  mutable std::mutex mutex_;  // guards samplers_, retired_ and latest_ against readers
+  std::map<int, std::unique_ptr<CpuSampler>> samplers_;
+  std::shared_ptr<const Snapshot> latest_;
+  std::atomic<uint64_t> misfiled_{0};
+  std::atomic<uint64_t> hotplug_events_{0};
+};
+
+}  // namespace pmu::sampling

@@ -1,0 +1,165 @@
+#include "pmu/sampling/kernel_stats.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "pmu/collectors/topology.h"
+
+namespace pmu::sampling {
+namespace {
+
+struct MissingText {
+  const char* path;
+  const char* consequence;
+  bool expected;  // many hosts lack it: info, not a warning
+};
+
+constexpr std::array<MissingText, kStatsSourceCount> kMissing{{
+    {"/proc/stat", "; CPU time metrics are not exported", false},
+    {"/proc/softirqs", "; softirq metrics are not exported", false},
+    {"/proc/schedstat",
+     " (kernel built without CONFIG_SCHEDSTATS); run-queue metrics are not exported", true},
+    {"/sys/devices/system/cpu/cpuN/cpufreq/scaling_cur_freq",
+     " for any selected CPU (no cpufreq driver, as in most virtual machines); frequency "
+     "metrics are not exported",
+     true},
+}};
+
+}  // namespace
+
+KernelStatsReader::KernelStatsReader(config::StatsConfig config, std::string root,
+                                     std::vector<int> cpus, long ticks_per_second)
+    : config_(config),
+      root_(std::move(root)),
+      cpus_(std::move(cpus)),
+      ticks_per_second_(ticks_per_second > 0 ? ticks_per_second : 100) {
+  std::sort(cpus_.begin(), cpus_.end());
+}
+
+void KernelStatsReader::TakeStateFrom(KernelStatsReader& previous) {
+  cpu_time_ = std::move(previous.cpu_time_);
+  softirqs_ = std::move(previous.softirqs_);
+  schedstat_ = std::move(previous.schedstat_);
+  available_ = previous.available_;
+  parse_errors_ = previous.parse_errors_;
+  logged_diagnostics_ = std::move(previous.logged_diagnostics_);
+  previous.cpu_time_.clear();
+  previous.softirqs_.clear();
+  previous.schedstat_.clear();
+  previous.logged_diagnostics_.clear();
+}
+
+uint64_t KernelStatsReader::Update(Entry& entry, bool first, uint64_t raw) {
+  if (first) {
+    entry = Entry{raw, raw};
+  } else {
+    if (raw > entry.last_raw) entry.total += raw - entry.last_raw;
+    entry.last_raw = raw;
+  }
+  return entry.total;
+}
+
+bool KernelStatsReader::Selected(int cpu) const {
+  return cpus_.empty() || std::binary_search(cpus_.begin(), cpus_.end(), cpu);
+}
+
+std::vector<int> KernelStatsReader::CpufreqCpus() const {
+  if (!cpus_.empty()) return cpus_;
+  try {
+    return collectors::OnlineCpus(root_);
+  } catch (const std::runtime_error&) {
+    return {};  // no online list: cpufreq reads as absent
+  }
+}
+
+void KernelStatsReader::Note(StatsSource source, bool present, bool available,
+                             const std::vector<std::string>& diagnostics, KernelStats& out) {
+  const auto index = static_cast<size_t>(source);
+  std::optional<bool>& last = available_[index];
+  const bool changed = last.has_value() ? *last != available : !available;
+  last = available;
+  const MissingText& text = kMissing[index];
+  const std::string shown_root = root_ == "/" ? "" : root_;
+  if (changed && !present) {
+    spdlog::log(text.expected ? spdlog::level::info : spdlog::level::warn, "{}{} not present{}",
+                shown_root, text.path, text.consequence);
+  } else if (changed && available) {
+    spdlog::info("{}{} is available again; its metrics are exported", shown_root, text.path);
+  }
+  parse_errors_[index] += diagnostics.size();
+  for (const std::string& diagnostic : diagnostics) {
+    if (logged_diagnostics_.size() > kMaxLoggedDiagnostics) break;
+    if (logged_diagnostics_.size() == kMaxLoggedDiagnostics) {
+      spdlog::warn("kernel statistics: {} distinct parse problems logged; further ones are not",
+                   kMaxLoggedDiagnostics);
+      logged_diagnostics_.insert("");  // marks the cap as announced
+      break;
+    }
+    if (logged_diagnostics_.insert(diagnostic).second) {
+      spdlog::warn("kernel statistics: {}", diagnostic);
+    }
+  }
+  out.sources[index] = {true, available, parse_errors_[index]};
+}
+
+KernelStats KernelStatsReader::Read(bool want_proc_stat,
+                                    std::optional<collectors::ProcStat>* proc_stat) {
+  KernelStats out;
+  out.ticks_per_second = ticks_per_second_;
+  if (config_.proc_stat || want_proc_stat) {
+    collectors::ProcStat stat = collectors::ParseProcStat(root_, ticks_per_second_);
+    if (config_.proc_stat) {
+      for (const collectors::CpuTimes& times : stat.cpus) {
+        if (!Selected(times.cpu)) continue;
+        auto [it, first] = cpu_time_.try_emplace(times.cpu);
+        KernelStats::CpuTime cpu{times.cpu, {}};
+        for (size_t mode = 0; mode < collectors::kCpuModeCount; ++mode) {
+          cpu.ticks[mode] = Update(it->second[mode], first, times.ticks[mode]);
+        }
+        out.cpu_time.push_back(cpu);
+      }
+      Note(StatsSource::kProcStat, stat.present, stat.present, stat.diagnostics, out);
+    }
+    if (proc_stat != nullptr) *proc_stat = std::move(stat);
+  }
+  if (config_.softirqs) {
+    const collectors::Softirqs parsed = collectors::ParseSoftirqs(root_);
+    for (const collectors::CpuSoftirqs& cpu : parsed.cpus) {
+      if (!Selected(cpu.cpu)) continue;
+      auto& entries = softirqs_[cpu.cpu];
+      KernelStats::CpuSoftirqs totals{cpu.cpu, {}};
+      totals.counts.reserve(cpu.counts.size());
+      for (const auto& [type, count] : cpu.counts) {
+        auto [it, first] = entries.try_emplace(type);
+        totals.counts.emplace_back(type, Update(it->second, first, count));
+      }
+      out.softirqs.push_back(std::move(totals));
+    }
+    Note(StatsSource::kSoftirqs, parsed.present, parsed.present, parsed.diagnostics, out);
+  }
+  if (config_.schedstat) {
+    const collectors::Schedstat parsed = collectors::ParseSchedstat(root_);
+    for (const collectors::CpuSchedstat& cpu : parsed.cpus) {
+      if (!Selected(cpu.cpu)) continue;
+      auto [it, first] = schedstat_.try_emplace(cpu.cpu);
+      out.schedstat.push_back({cpu.cpu, Update(it->second[0], first, cpu.running_ns),
+                               Update(it->second[1], first, cpu.waiting_ns),
+                               Update(it->second[2], first, cpu.timeslices)});
+    }
+    Note(StatsSource::kSchedstat, parsed.present,
+         parsed.present && collectors::IsKnownSchedstatVersion(parsed.version),
+         parsed.diagnostics, out);
+  }
+  if (config_.cpufreq) {
+    collectors::Cpufreq parsed = collectors::ParseCpufreq(root_, CpufreqCpus());
+    for (const collectors::CpuFrequency& cpu : parsed.cpus) {
+      if (Selected(cpu.cpu)) out.cpufreq.push_back(cpu);
+    }
+    Note(StatsSource::kCpufreq, parsed.present, parsed.present, parsed.diagnostics, out);
+  }
+  return out;
+}
+
+}  // namespace pmu::sampling

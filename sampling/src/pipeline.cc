@@ -1,0 +1,280 @@
+#include "pmu/sampling/pipeline.h"
+
+#include <pthread.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+#include <stdexcept>
+
+#include "pmu/collectors/cpu_counters.h"
+#include "pmu/collectors/topology.h"
+
+namespace pmu::sampling {
+namespace {
+
+bool Contains(const std::vector<int>& sorted, int cpu) {
+  return std::binary_search(sorted.begin(), sorted.end(), cpu);
+}
+
+}  // namespace
+
+Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
+                   PipelineOptions options, Pipeline* previous)
+    : config_(config), sys_(sys), options_(std::move(options)) {
+  options_.sampler.interval = config.sampling.interval;
+  options_.sampler.heartbeat = options_.heartbeat;
+  const std::vector<int> possible = collectors::PossibleCpus(options_.root);
+  selectable_ = config.sampling.all_cpus ? possible : config.sampling.cpus;
+  const std::vector<int> cpus = WantedCpus();
+  for (int cpu : config.sampling.cpus) {
+    if (!Contains(cpus, cpu)) {
+      spdlog::warn("cpu {} is configured but offline; sampled when it comes online", cpu);
+    }
+  }
+  if (cpus.empty()) throw std::runtime_error("none of the configured CPUs is online");
+
+  plan_ = std::make_shared<collectors::EventPlan>(
+      collectors::BuildEventPlan(config.events, sys, cpus.front()));
+  if (plan_->SupportedCount() == 0) {
+    spdlog::warn(
+        "none of the {} configured events can be counted on this host; only "
+        "pmu_event_supported is exported",
+        plan_->events.size());
+  }
+
+  // Every selectable CPU may come online: make room for all of their fds.
+  collectors::EnsureFdLimit(selectable_.size(), plan_->SupportedCount());
+
+  int slots = 1;
+  for (int cpu : possible) slots = std::max(slots, cpu + 1);
+  for (int cpu : selectable_) slots = std::max(slots, cpu + 1);
+  aggregator_ = std::make_unique<Aggregator>(plan_, slots, config.sampling.min_running_ratio);
+
+  // An empty CPU list means "every CPU the kernel lists", which follows
+  // hotplug without extra work.
+  stats_ = std::make_unique<KernelStatsReader>(
+      config.stats, options_.root,
+      config.sampling.all_cpus ? std::vector<int>{} : selectable_);
+
+  if (previous != nullptr) {
+    // Only CPUs this configuration selects carry over; a CPU dropped from
+    // the configuration disappears like a removed event.
+    if (const auto last = previous->latest()) {
+      AggregateSnapshot kept{last->plan, {}};
+      for (const auto& cpu : last->counters) {
+        if (Contains(selectable_, cpu.cpu)) kept.cpus.push_back(cpu);
+      }
+      aggregator_->Seed(kept);
+      base_ = last->pipeline;
+      for (const auto& cpu : last->pipeline.cpus) {
+        if (Contains(selectable_, cpu.cpu)) retired_[cpu.cpu] = cpu.sampler;
+      }
+      base_.cpus.clear();
+    }
+    stats_->TakeStateFrom(*previous->stats_);
+  }
+
+  // Room for a few ticks of every group between two drains.
+  const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);
+  ring_ = std::make_unique<SampleRing>(slots, std::bit_ceil(std::max<size_t>(64, per_tick * 8)));
+
+  for (int cpu : cpus) StartCpu(cpu, /*start_thread=*/false);
+  spdlog::info("counting {} of {} events in {} groups on {} CPUs ({} perf fds), every {}",
+               plan_->SupportedCount(), plan_->events.size(), plan_->groups.size(), cpus.size(),
+               open_fds(), config::FormatDuration(config.sampling.interval));
+}
+
+Pipeline::~Pipeline() {
+  Stop();
+  std::lock_guard lock(mutex_);
+  samplers_.clear();  // closes every perf fd
+}
+
+void Pipeline::AddObserver(RoundObserver* observer) {
+  observers_.push_back(observer);
+  aggregator_->AddObserver(observer);
+}
+
+std::vector<int> Pipeline::WantedCpus() const {
+  std::vector<int> wanted;
+  for (int cpu : collectors::OnlineCpus(options_.root)) {
+    if (Contains(selectable_, cpu)) wanted.push_back(cpu);
+  }
+  return wanted;
+}
+
+void Pipeline::StartCpu(int cpu, bool start_thread) {
+  const uint32_t generation = ++generation_[cpu];
+  auto counters = std::make_unique<collectors::CpuCounters>(sys_, *plan_, cpu, generation);
+  auto sampler = std::make_unique<CpuSampler>(std::move(counters), *ring_, options_.sampler);
+  if (start_thread) sampler->Start();
+  std::lock_guard lock(mutex_);
+  samplers_[cpu] = std::move(sampler);
+}
+
+void Pipeline::StopCpu(int cpu) {
+  std::unique_ptr<CpuSampler> sampler;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = samplers_.find(cpu);
+    if (it == samplers_.end()) return;
+    sampler = std::move(it->second);
+    samplers_.erase(it);
+  }
+  sampler->Stop();
+  Drain();  // its last samples, before its fds close
+  std::lock_guard lock(mutex_);
+  retired_[cpu].Add(sampler->stats());
+}
+
+void Pipeline::SampleNow() {
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [cpu, sampler] : samplers_) sampler->Tick();
+  }
+  Round();
+}
+
+void Pipeline::Start() {
+  if (running_) return;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [cpu, sampler] : samplers_) sampler->Start();
+  }
+  running_ = true;
+  aggregator_loop_.Reset();
+  aggregator_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "pmu-aggregator");
+    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat, [this] { Round(); });
+  });
+}
+
+void Pipeline::Stop() {
+  aggregator_loop_.RequestStop();
+  if (aggregator_thread_.joinable()) aggregator_thread_.join();
+  std::lock_guard lock(mutex_);
+  for (auto& [cpu, sampler] : samplers_) sampler->Stop();
+  running_ = false;
+}
+
+void Pipeline::Drain() {
+  ring_->DrainAll([this](int ring_cpu, const collectors::GroupSample& s) {
+    if (s.read_cpu != ring_cpu) ++misfiled_;
+    aggregator_->Ingest(s);
+  });
+  aggregator_->EndRound();
+}
+
+bool Pipeline::CheckHotplug() {
+  std::vector<int> wanted;
+  try {
+    wanted = WantedCpus();
+  } catch (const std::exception& e) {
+    // Runs on the aggregator thread: never let it die; look again next time.
+    if (!hotplug_read_failed_) spdlog::error("CPU hotplug check: {}; retrying", e.what());
+    hotplug_read_failed_ = true;
+    return false;
+  }
+  hotplug_read_failed_ = false;
+  const std::vector<int> running = cpus();
+  bool changed = false;
+  for (int cpu : running) {
+    if (Contains(wanted, cpu)) continue;
+    StopCpu(cpu);
+    ++hotplug_events_;
+    changed = true;
+    spdlog::info("cpu {} went offline: sampler stopped, perf fds closed; its totals are kept",
+                 cpu);
+  }
+  for (int cpu : wanted) {
+    if (Contains(running, cpu)) continue;
+    StartCpu(cpu, running_);
+    ++hotplug_events_;
+    changed = true;
+    spdlog::info("cpu {} came online: perf fds reopened (generation {}), sampling resumed", cpu,
+                 generation_[cpu]);
+  }
+  return changed;
+}
+
+void Pipeline::Round() {
+  CheckHotplug();
+  Drain();
+  bool want_proc_stat = false;
+  for (const RoundObserver* o : observers_) want_proc_stat = want_proc_stat || o->NeedsProcStat();
+  std::optional<collectors::ProcStat> proc_stat;
+  auto snapshot = std::make_shared<Snapshot>();
+  snapshot->kernel = stats_->Read(want_proc_stat, want_proc_stat ? &proc_stat : nullptr);
+  const int64_t now = collectors::MonotonicNanos();
+  for (RoundObserver* o : observers_) {
+    if (proc_stat && o->NeedsProcStat()) o->OnProcStat(*proc_stat, now);
+    o->EndRound();
+  }
+  AggregateSnapshot counters = aggregator_->TakeSnapshot();
+  snapshot->round = ++round_;
+  snapshot->taken_ns = now;
+  snapshot->plan = std::move(counters.plan);
+  snapshot->counters = std::move(counters.cpus);
+  snapshot->pipeline = CollectStats();
+  std::shared_ptr<const Snapshot> published = std::move(snapshot);
+  {
+    std::lock_guard lock(mutex_);
+    latest_ = published;
+  }
+  if (publisher_) publisher_(std::move(published));
+}
+
+std::shared_ptr<const Snapshot> Pipeline::latest() const {
+  std::lock_guard lock(mutex_);
+  return latest_;
+}
+
+std::vector<int> Pipeline::cpus() const {
+  std::lock_guard lock(mutex_);
+  std::vector<int> out;
+  for (const auto& [cpu, sampler] : samplers_) out.push_back(cpu);
+  return out;
+}
+
+size_t Pipeline::open_fds() const {
+  std::lock_guard lock(mutex_);
+  size_t n = 0;
+  for (const auto& [cpu, sampler] : samplers_) n += sampler->counters().open_fds();
+  return n;
+}
+
+int64_t Pipeline::OldestHeartbeatNs() const {
+  std::lock_guard lock(mutex_);
+  int64_t oldest = collectors::MonotonicNanos();
+  if (!running_) return oldest;
+  oldest = std::min(oldest, aggregator_loop_.heartbeat_ns());
+  for (const auto& [cpu, sampler] : samplers_) oldest = std::min(oldest, sampler->heartbeat_ns());
+  return oldest;
+}
+
+PipelineStats Pipeline::CollectStats() const {
+  PipelineStats out;
+  out.ring_drops = base_.ring_drops + ring_->drops();
+  out.ring_aborts = base_.ring_aborts + ring_->aborts();
+  out.ring_fallbacks = base_.ring_fallbacks + ring_->fallbacks();
+  out.misfiled = base_.misfiled + misfiled_;
+  out.hotplug_events = base_.hotplug_events + hotplug_events_;
+  std::lock_guard lock(mutex_);
+  for (int cpu : selectable_) {
+    PipelineStats::Cpu c;
+    c.cpu = cpu;
+    if (auto retired = retired_.find(cpu); retired != retired_.end()) c.sampler = retired->second;
+    auto it = samplers_.find(cpu);
+    c.online = it != samplers_.end();
+    if (c.online) {
+      const CpuSampler::Stats live = it->second->stats();
+      c.sampler.Add(live);
+      c.sampler.path = live.path;
+    }
+    out.cpus.push_back(std::move(c));
+  }
+  return out;
+}
+
+}  // namespace pmu::sampling

@@ -1,0 +1,42 @@
+// Small event plans and readings for aggregator and exposition tests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "pmu/collectors/event_plan.h"
+#include "pmu/collectors/sample.h"
+
+namespace pmu::testing {
+
+// Events "a" and "b" in group "g", and "hw", which the host cannot count.
+inline std::shared_ptr<collectors::EventPlan> TwoEventPlan() {
+  auto plan = std::make_shared<collectors::EventPlan>();
+  plan->events.resize(3);
+  plan->events[0].name = "a";
+  plan->events[0].supported = true;
+  plan->events[0].group = 0;
+  plan->events[1].name = "b";
+  plan->events[1].supported = true;
+  plan->events[1].group = 0;
+  plan->events[2].name = "hw";
+  plan->events[2].supported = false;
+  plan->groups.push_back({"g", {0, 1}});
+  return plan;
+}
+
+// A reading of group "g" of TwoEventPlan().
+inline collectors::GroupSample Reading(int cpu, uint32_t gen, uint64_t a, uint64_t b,
+                                       uint64_t enabled, uint64_t running) {
+  collectors::GroupSample s;
+  s.cpu = cpu;
+  s.generation = gen;
+  s.count = 2;
+  s.values[0] = a;
+  s.values[1] = b;
+  s.time_enabled = enabled;
+  s.time_running = running;
+  return s;
+}
+
+}  // namespace pmu::testing
