@@ -195,7 +195,10 @@ void Service::RecordFailedReload() {
 
 void Service::Reload(const config::Config& next) {
   const bool serving = server_ != nullptr;
-  pipeline_->Stop();
+  // The samplers read once more on their own threads and a last round takes
+  // those readings in, so the totals carried over are current.
+  pipeline_->Stop(/*final_reading=*/serving);
+  if (!serving) pipeline_->SampleNow();
   // Everything that can fail happens before anything is swapped, so a
   // failure leaves the old configuration running untouched.
   std::unique_ptr<sampling::Pipeline> fresh;
@@ -203,7 +206,6 @@ void Service::Reload(const config::Config& next) {
   std::unique_ptr<web::HttpServer> server;
   int port = bound_port_;
   try {
-    pipeline_->SampleNow();  // the latest deltas, so carried totals are current
     Build(next, pipeline_.get(), derived_.get(), &fresh, &engine);
     const bool same_address = next.exporter.listen == config_.exporter.listen;
     const bool rebind = !same_address ||

@@ -131,16 +131,24 @@ std::string HelpText(const DerivedSpec& spec) {
   std::string help = "Distribution of per-interval values of " + Join(spec.numerator);
   help += spec.per_second ? " per second" : " / " + Join(spec.denominator);
   help += spec.scope == DerivedScope::kCpu ? ", per CPU"
-                                           : ", for the host (CPUs summed per aggregator round)";
+                                           : ", for the host (every CPU's complete interval summed)";
   return help + "; one observation per sampling interval.";
 }
 
-// One host round's accumulation for one CPU.
-struct RoundPart {
-  double numerator = 0;
-  double denominator = 0;  // or seconds with per_second
-  bool touched = false;
+// The start of a /proc/stat window: the CPUs' times when it opened.
+struct StatWindow {
+  std::map<int, CpuTimes> start;
+  int64_t start_ns = 0;
 };
+
+// Ticks of every mode that is time on the CPU (guest time is inside user and
+// nice already).
+uint64_t TotalTicks(const CpuTimes& t) {
+  uint64_t total = 0;
+  for (CpuMode mode : kBusyModes) total += t.Ticks(mode);
+  for (CpuMode mode : kIdleModes) total += t.Ticks(mode);
+  return total;
+}
 
 }  // namespace
 
@@ -158,7 +166,9 @@ struct DerivedEngine::Metric {
   std::vector<size_t> denominator;
   Series host;
   std::map<int, Series> per_cpu;
-  std::vector<RoundPart> round;  // host scope, events: indexed by CPU number
+  // /proc/stat inputs: the open window, per CPU (scope cpu) or of all
+  // selected CPUs (scope host, key -1).
+  std::map<int, StatWindow> windows;
   uint64_t skipped = 0;
 
   Series& For(int cpu) {
@@ -283,50 +293,43 @@ void DerivedEngine::OnInterval(const IntervalRecord& record) {
   const double seconds = static_cast<double>(record.end_ns - record.start_ns) / 1e9;
   std::lock_guard lock(mutex_);
   for (const auto& m : metrics_) {
-    if (m->proc_stat) continue;
+    if (m->proc_stat || m->spec.scope != DerivedScope::kCpu) continue;
     const double numerator = SumDeltas(record.event_deltas, m->numerator);
     const double denominator =
         m->spec.per_second ? seconds : SumDeltas(record.event_deltas, m->denominator);
-    if (m->spec.scope == DerivedScope::kCpu) {
-      Observe(*m, record.cpu, numerator, denominator);
-      continue;
-    }
-    const auto slot = static_cast<size_t>(record.cpu);
-    if (m->round.size() <= slot) m->round.resize(slot + 1);
-    RoundPart& part = m->round[slot];
-    part.numerator += numerator;
-    part.denominator += denominator;
-    part.touched = true;
+    Observe(*m, record.cpu, numerator, denominator);
   }
 }
 
-void DerivedEngine::EndRound() {
+void DerivedEngine::OnHostInterval(const sampling::HostInterval& interval) {
   std::lock_guard lock(mutex_);
   for (const auto& m : metrics_) {
     if (m->proc_stat || m->spec.scope != DerivedScope::kHost) continue;
-    bool any = false;
     double numerator = 0;
     double denominator = 0;
-    bool zero_duration = false;
-    for (RoundPart& part : m->round) {
-      if (!part.touched) continue;
-      any = true;
+    for (const IntervalRecord& record : interval.cpus) {
+      const double part = SumDeltas(record.event_deltas, m->numerator);
       if (m->spec.per_second) {
-        // Each CPU's own rate, summed: a CPU with two records in the round
-        // is not counted at twice its rate.
-        zero_duration = zero_duration || part.denominator <= 0;
-        numerator += part.numerator / part.denominator;
+        // Each CPU's own rate over its own interval, summed.
+        const double seconds = static_cast<double>(record.end_ns - record.start_ns) / 1e9;
+        numerator += part / seconds;
       } else {
-        numerator += part.numerator;
-        denominator += part.denominator;
+        numerator += part;
+        denominator += SumDeltas(record.event_deltas, m->denominator);
       }
-      part = RoundPart{};
     }
-    if (!any) continue;
-    if (m->spec.per_second) denominator = zero_duration ? 0 : 1;
-    Observe(*m, -1, numerator, denominator);
+    Observe(*m, -1, numerator, m->spec.per_second ? 1.0 : denominator);
   }
 }
+
+void DerivedEngine::OnHostIntervalIncomplete(uint64_t) {
+  std::lock_guard lock(mutex_);
+  for (const auto& m : metrics_) {
+    if (!m->proc_stat && m->spec.scope == DerivedScope::kHost) ++m->skipped;
+  }
+}
+
+void DerivedEngine::EndRound() {}
 
 void DerivedEngine::OnProcStat(const collectors::ProcStat& stat, int64_t now_ns) {
   std::lock_guard lock(mutex_);
@@ -336,41 +339,64 @@ void DerivedEngine::OnProcStat(const collectors::ProcStat& stat, int64_t now_ns)
       spdlog::warn("derived metrics from /proc/stat have no input: /proc/stat is unreadable");
       proc_stat_missing_logged_ = true;
     }
-    previous_stat_.reset();
+    for (const auto& m : metrics_) m->windows.clear();
     return;
   }
   proc_stat_missing_logged_ = false;
-  if (previous_stat_) {
-    const double elapsed = static_cast<double>(now_ns - previous_stat_ns_) / 1e9;
-    std::map<int, const CpuTimes*> before;
-    for (const CpuTimes& c : previous_stat_->cpus) before.emplace(c.cpu, &c);
-    for (const auto& m : metrics_) {
-      if (!m->proc_stat) continue;
-      double host_numerator = 0;
-      double host_denominator = 0;
-      bool any = false;
-      for (const CpuTimes& now : stat.cpus) {
-        const auto it = before.find(now.cpu);
-        if (it == before.end()) continue;  // came online since the last parse
-        if (!cpus_.empty() && !std::binary_search(cpus_.begin(), cpus_.end(), now.cpu)) continue;
-        const double numerator = SumStatDeltas(m->spec.numerator, now, *it->second);
-        const double denominator =
-            m->spec.per_second ? elapsed : SumStatDeltas(m->spec.denominator, now, *it->second);
-        if (m->spec.scope == DerivedScope::kCpu) {
-          Observe(*m, now.cpu, numerator, denominator);
-        } else {
-          host_numerator += numerator;
-          host_denominator += m->spec.per_second ? 0 : denominator;
-          any = true;
+  const auto selected = [this](int cpu) {
+    return cpus_.empty() || std::binary_search(cpus_.begin(), cpus_.end(), cpu);
+  };
+  for (const auto& m : metrics_) {
+    if (!m->proc_stat) continue;
+    const bool host = m->spec.scope == DerivedScope::kHost;
+    // Windows: scope cpu, one per CPU; scope host, one of every CPU.
+    std::map<int, std::vector<const CpuTimes*>> now_by_window;
+    for (const CpuTimes& now : stat.cpus) {
+      if (selected(now.cpu)) now_by_window[host ? -1 : now.cpu].push_back(&now);
+    }
+    for (const auto& [key, nows] : now_by_window) {
+      auto [it, opened] = m->windows.try_emplace(key);
+      StatWindow& window = it->second;
+      const auto restart = [&] {
+        window.start.clear();
+        for (const CpuTimes* now : nows) window.start[now->cpu] = *now;
+        window.start_ns = now_ns;
+      };
+      if (opened) {
+        restart();
+        continue;
+      }
+      double numerator = 0;
+      double denominator = 0;
+      uint64_t ticks = 0;
+      size_t cpus = 0;
+      for (const CpuTimes* now : nows) {
+        const auto before = window.start.find(now->cpu);
+        if (before == window.start.end()) continue;  // came online in the window
+        ++cpus;
+        const uint64_t now_total = TotalTicks(*now);
+        const uint64_t start_total = TotalTicks(before->second);
+        ticks += now_total > start_total ? now_total - start_total : 0;
+        numerator += SumStatDeltas(m->spec.numerator, *now, before->second);
+        if (!m->spec.per_second) {
+          denominator += SumStatDeltas(m->spec.denominator, *now, before->second);
         }
       }
-      if (any) {
-        Observe(*m, -1, host_numerator, m->spec.per_second ? elapsed : host_denominator);
+      if (cpus == 0) {
+        restart();
+        continue;
       }
+      // /proc/stat moves in whole ticks: a value is taken once the window
+      // holds kMinStatWindowTicks per CPU, not every sampling interval.
+      if (std::isfinite(numerator) && std::isfinite(denominator) &&
+          ticks < kMinStatWindowTicks * cpus) {
+        continue;
+      }
+      if (m->spec.per_second) denominator = static_cast<double>(now_ns - window.start_ns) / 1e9;
+      Observe(*m, key, numerator, denominator);
+      restart();
     }
   }
-  previous_stat_ = stat;
-  previous_stat_ns_ = now_ns;
 }
 
 std::shared_ptr<const DerivedSnapshot> DerivedEngine::TakeSnapshot() const {

@@ -37,13 +37,13 @@ class EventFamilySource final : public FamilySource {
     per_event("pmu_events_total",
               "Events counted on a CPU since the exporter started, scaled for multiplexing by "
               "time enabled over time running.",
-              MetricType::kCounter, [](const EventTotals& t) { return t.count; });
+              MetricType::kCounter, [](const EventTotals& t) { return t.count(); });
     per_event("pmu_event_enabled_seconds_total", "Time the event was enabled on the CPU.",
-              MetricType::kCounter, [](const EventTotals& t) { return t.enabled_seconds; });
+              MetricType::kCounter, [](const EventTotals& t) { return t.enabled_seconds(); });
     per_event("pmu_event_running_seconds_total",
               "Time the event was actually counting on the CPU (less than enabled when the PMU "
               "is multiplexed).",
-              MetricType::kCounter, [](const EventTotals& t) { return t.running_seconds; });
+              MetricType::kCounter, [](const EventTotals& t) { return t.running_seconds(); });
     per_event("pmu_event_running_ratio",
               "Fraction of the last sampling interval the event was counting on the PMU (time "
               "running / time enabled); below 1 the PMU is multiplexed.",
@@ -120,6 +120,21 @@ class PipelineFamilySource final : public FamilySource {
       cpu = std::to_string(c.cpu);
       out.Sample({{"cpu", cpu}}, static_cast<double>(t->second->group_samples));
     }
+    out.Family("pmu_exporter_reading_resyncs_total",
+               "Readings lower than the previous reading of the same fd (a counter cannot go "
+               "backwards): the baseline moved to them and nothing was added.",
+               MetricType::kCounter);
+    for (const auto& c : snap.counters) {
+      cpu = std::to_string(c.cpu);
+      out.Sample({{"cpu", cpu}}, static_cast<double>(c.resyncs));
+    }
+    uint64_t stale = 0;
+    for (const auto& c : snap.counters) stale += c.stale;
+    out.Family("pmu_exporter_stale_samples_total",
+               "Readings that reached the aggregator after a newer reading of the same fds and "
+               "were dropped (a newer cumulative reading already holds their counts).",
+               MetricType::kCounter);
+    out.Sample({}, static_cast<double>(stale));
     const auto per_cpu = [&](std::string_view name, std::string_view help,
                              uint64_t (*value)(const sampling::CpuSampler::Stats&)) {
       out.Family(name, help, MetricType::kCounter);

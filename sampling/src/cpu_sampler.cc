@@ -59,9 +59,10 @@ void CpuSampler::Start() {
   thread_ = std::thread([this] { Run(); });
 }
 
-void CpuSampler::Stop() {
-  loop_.RequestStop();
-  if (thread_.joinable()) thread_.join();
+void CpuSampler::Stop(bool final_reading) {
+  if (!thread_.joinable()) return;
+  loop_.RequestStop(final_reading);
+  thread_.join();
 }
 
 void CpuSampler::Run() {
@@ -75,7 +76,8 @@ void CpuSampler::Run() {
     spdlog::debug("cpu {}: cannot pin the sampler: {}", cpu(), std::strerror(errno));
   }
   ValidateRdpmc();
-  loop_.Run(options_.interval, options_.heartbeat, [this] { Tick(); });
+  loop_.Run(options_.interval, options_.heartbeat, options_.epoch_ns,
+            [this](uint64_t slot) { Tick(slot); });
 }
 
 void CpuSampler::ValidateRdpmc() {
@@ -162,9 +164,9 @@ void CpuSampler::Push(GroupSample& s) {
   ++stats_.push_drops;
 }
 
-void CpuSampler::Tick() {
-  ++tick_;
-  if (tick_ % kRdpmcRecheckTicks == 0) {
+void CpuSampler::Tick(uint64_t slot) {
+  ++seq_;
+  if (seq_ % kRdpmcRecheckTicks == 0) {
     for (size_t g = 0; g < rdpmc_.size(); ++g) {
       if (rdpmc_candidate_[g] && !rdpmc_[g]) {
         const auto& pages = counters_->groups()[g]->pages();
@@ -181,7 +183,9 @@ void CpuSampler::Tick() {
     s.cpu = cpu();
     s.generation = counters_->generation();
     s.timestamp_ns = collectors::MonotonicNanos();
-    s.tick = tick_;
+    s.tick = slot;
+    s.seq = seq_;
+    s.groups_in_tick = static_cast<uint32_t>(counters_->groups().size());
     last = s.path;
     Push(s);
   }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <stdexcept>
+#include <tuple>
 
 #include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/topology.h"
@@ -24,6 +25,7 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
     : config_(config), sys_(sys), options_(std::move(options)) {
   options_.sampler.interval = config.sampling.interval;
   options_.sampler.heartbeat = options_.heartbeat;
+  options_.sampler.epoch_ns = collectors::MonotonicNanos();
   const std::vector<int> possible = collectors::PossibleCpus(options_.root);
   selectable_ = config.sampling.all_cpus ? possible : config.sampling.cpus;
   const std::vector<int> cpus = WantedCpus();
@@ -104,10 +106,16 @@ std::vector<int> Pipeline::WantedCpus() const {
   return wanted;
 }
 
+uint64_t Pipeline::CurrentSlot() const {
+  return PeriodicLoop::SlotAt(collectors::MonotonicNanos(), options_.sampler.epoch_ns,
+                              options_.sampler.interval);
+}
+
 void Pipeline::StartCpu(int cpu, bool start_thread) {
   const uint32_t generation = ++generation_[cpu];
   auto counters = std::make_unique<collectors::CpuCounters>(sys_, *plan_, cpu, generation);
   auto sampler = std::make_unique<CpuSampler>(std::move(counters), *ring_, options_.sampler);
+  aggregator_->SetCpuActive(cpu, true, std::max(CurrentSlot(), manual_slot_));
   if (start_thread) sampler->Start();
   std::lock_guard lock(mutex_);
   samplers_[cpu] = std::move(sampler);
@@ -122,16 +130,24 @@ void Pipeline::StopCpu(int cpu) {
     sampler = std::move(it->second);
     samplers_.erase(it);
   }
-  sampler->Stop();
+  // One last reading: the fds of an offline CPU still hold its final counts.
+  if (running_) {
+    sampler->Stop(/*final_reading=*/true);
+  } else {
+    manual_slot_ = std::max(manual_slot_ + 1, CurrentSlot());
+    sampler->Tick(manual_slot_);
+  }
   Drain();  // its last samples, before its fds close
+  aggregator_->SetCpuActive(cpu, false, 0);
   std::lock_guard lock(mutex_);
   retired_[cpu].Add(sampler->stats());
 }
 
 void Pipeline::SampleNow() {
+  manual_slot_ = std::max(manual_slot_ + 1, CurrentSlot());
   {
     std::lock_guard lock(mutex_);
-    for (auto& [cpu, sampler] : samplers_) sampler->Tick();
+    for (auto& [cpu, sampler] : samplers_) sampler->Tick(manual_slot_);
   }
   Round();
 }
@@ -146,23 +162,37 @@ void Pipeline::Start() {
   aggregator_loop_.Reset();
   aggregator_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "pmu-aggregator");
-    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat, [this] { Round(); });
+    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat,
+                         options_.sampler.epoch_ns, [this](uint64_t) { Round(); });
   });
 }
 
-void Pipeline::Stop() {
+void Pipeline::Stop(bool final_reading) {
   aggregator_loop_.RequestStop();
   if (aggregator_thread_.joinable()) aggregator_thread_.join();
-  std::lock_guard lock(mutex_);
-  for (auto& [cpu, sampler] : samplers_) sampler->Stop();
+  const bool was_running = running_;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [cpu, sampler] : samplers_) sampler->Stop(final_reading && was_running);
+  }
   running_ = false;
+  if (final_reading && was_running) Round();
 }
 
 void Pipeline::Drain() {
+  drained_.clear();
   ring_->DrainAll([this](int ring_cpu, const collectors::GroupSample& s) {
     if (s.read_cpu != ring_cpu) ++misfiled_;
-    aggregator_->Ingest(s);
+    drained_.push_back(s);
   });
+  // A CPU's readings may sit in several rings (its sampler migrated, or
+  // another thread ticked it): restore their order.
+  std::sort(drained_.begin(), drained_.end(),
+            [](const collectors::GroupSample& a, const collectors::GroupSample& b) {
+              return std::tie(a.cpu, a.generation, a.seq, a.group) <
+                     std::tie(b.cpu, b.generation, b.seq, b.group);
+            });
+  for (const collectors::GroupSample& s : drained_) aggregator_->Ingest(s);
   aggregator_->EndRound();
 }
 

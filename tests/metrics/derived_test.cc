@@ -88,6 +88,30 @@ void Deliver(DerivedEngine& engine, int cpu, std::vector<double> deltas, int64_t
   engine.OnInterval(record);
 }
 
+struct CpuPart {
+  int cpu;
+  std::vector<double> deltas;
+  int64_t ms = 10;
+};
+
+// One complete schedule slot, as the aggregator delivers it: every CPU's
+// record, then the host slot made of them.
+void Slot(DerivedEngine& engine, const std::vector<CpuPart>& parts) {
+  std::vector<IntervalRecord> records;
+  for (const CpuPart& part : parts) {
+    IntervalRecord record;
+    record.cpu = part.cpu;
+    record.slots = 1;
+    record.start_ns = 1000 * kMs;
+    record.end_ns = record.start_ns + part.ms * kMs;
+    record.event_deltas = part.deltas;
+    engine.OnInterval(record);
+    records.push_back(record);
+  }
+  engine.OnHostInterval({1, records});
+  engine.EndRound();
+}
+
 // The engine's families as the exposition would write them now.
 FamilyCollector Collect(const DerivedEngine& engine) {
   ExportSnapshot snapshot;
@@ -165,17 +189,16 @@ TEST(DerivedEngineTest, CpuScopeSeriesExistBeforeTheFirstValue) {
   EXPECT_EQ(families.Find("pmu_derived_ipc_last"), nullptr);  // no value yet: no gauge
 }
 
-TEST(DerivedEngineTest, HostScopeSumsTheRecordsOfOneRound) {
+TEST(DerivedEngineTest, HostScopeSumsTheCpusOfOneSlot) {
   const auto plan = Plan({"inst", "cyc"});
   DerivedEngine engine(WithDerived({Ratio("ipc", {"inst"}, {"cyc"}, {1, 2, 3})}), plan, {0, 1});
-  // Round 1: (10 + 60) / (10 + 20) = 2.333 (the mean of the CPUs' ratios would be 2).
-  Deliver(engine, 0, {10, 10});
-  Deliver(engine, 1, {60, 20});
-  engine.EndRound();
+  // Slot 1: (10 + 60) / (10 + 20) = 2.333 (the mean of the CPUs' ratios would be 2).
+  Slot(engine, {{0, {10, 10}}, {1, {60, 20}}});
   engine.EndRound();  // an empty round observes nothing
-  // Round 2: 0.5.
-  Deliver(engine, 1, {5, 10});
-  engine.EndRound();
+  // Slot 2 (only CPU 1 sampled): 0.5.
+  Slot(engine, {{1, {5, 10}}});
+  // A slot the aggregator could not assemble is a skip, not a value.
+  engine.OnHostIntervalIncomplete(3);
   const auto families = Collect(engine);
   const Collected* host = Sample(families, "pmu_derived_ipc");
   ASSERT_NE(host, nullptr);
@@ -185,6 +208,7 @@ TEST(DerivedEngineTest, HostScopeSumsTheRecordsOfOneRound) {
   EXPECT_DOUBLE_EQ(host->histogram->sum(), 70.0 / 30.0 + 0.5);
   EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_ipc_last")->value, 0.5);
   EXPECT_EQ(Sample(families, "pmu_derived_ipc", {{"cpu", "0"}}), nullptr);
+  EXPECT_EQ(Skipped(families, "ipc"), 1);
 }
 
 TEST(DerivedEngineTest, ZeroDenominatorAndNaNAreSkippedAndCounted) {
@@ -192,20 +216,16 @@ TEST(DerivedEngineTest, ZeroDenominatorAndNaNAreSkippedAndCounted) {
   DerivedEngine engine(WithDerived({Ratio("per_cpu", {"a"}, {"b"}, {1}, DerivedScope::kCpu),
                                     Ratio("host", {"a"}, {"b"}, {1})}),
                        plan, {0, 1});
-  Deliver(engine, 0, {5, 0});     // zero denominator
-  Deliver(engine, 0, {kNaN, 4});  // numerator did not run
-  Deliver(engine, 0, {1, kNaN});  // denominator did not run
-  Deliver(engine, 1, {std::numeric_limits<double>::infinity(), 1});
-  engine.EndRound();  // host round: contains NaN -> skipped as a whole
-  Deliver(engine, 0, {0, 0});
-  Deliver(engine, 1, {0, 0});
-  engine.EndRound();  // host round: 0 / 0 -> skipped
-  Deliver(engine, 1, {3, 4});
-  engine.EndRound();  // per_cpu 0.75 and host 0.75
+  Slot(engine, {{0, {5, 0}}});     // zero denominator (host too)
+  Slot(engine, {{0, {kNaN, 4}}});  // numerator did not run (host too)
+  // Denominator did not run; Inf: the host slot contains NaN -> skipped.
+  Slot(engine, {{0, {1, kNaN}}, {1, {std::numeric_limits<double>::infinity(), 1}}});
+  Slot(engine, {{0, {0, 0}}, {1, {0, 0}}});  // 0 / 0 everywhere
+  Slot(engine, {{1, {3, 4}}});               // per_cpu 0.75 and host 0.75
 
   const auto families = Collect(engine);
-  EXPECT_EQ(Skipped(families, "per_cpu"), 6);  // 3 + 1 in the first round, 2 in the second
-  EXPECT_EQ(Skipped(families, "host"), 2);
+  EXPECT_EQ(Skipped(families, "per_cpu"), 6);  // 3 + 1 in the first slots, 2 in the fourth
+  EXPECT_EQ(Skipped(families, "host"), 4);
   EXPECT_EQ(Sample(families, "pmu_derived_per_cpu", {{"cpu", "0"}})->histogram->count(), 0u);
   EXPECT_EQ(Sample(families, "pmu_derived_per_cpu", {{"cpu", "1"}})->histogram->count(), 1u);
   EXPECT_EQ(Sample(families, "pmu_derived_host")->histogram->count(), 1u);
@@ -220,16 +240,13 @@ TEST(DerivedEngineTest, PerSecondDividesByTheIntervalsDuration) {
   DerivedEngine engine(WithDerived({Rate("cs_cpu", {"cs"}, DerivedScope::kCpu),
                                     Rate("cs_host", {"cs"}, DerivedScope::kHost)}),
                        plan, {0, 1});
-  // cpu 0 delivers twice in the round (2 x 100 in 2 x 100 ms: 1000/s), cpu 1
-  // once (50 in 100 ms: 500/s): the host rate is 1500/s, not 2500/s.
+  // Each CPU's own rate over its own interval: cpu 0 100 in 100 ms
+  // (1000/s), cpu 1 50 in 125 ms (400/s): the host rate is 1400/s.
+  Slot(engine, {{0, {100}, 100}, {1, {50}, 125}});
   Deliver(engine, 0, {100}, 100);
-  Deliver(engine, 0, {100}, 100);
-  Deliver(engine, 1, {50}, 100);
-  engine.EndRound();
-  Deliver(engine, 1, {7}, 0);  // zero duration: skipped
-  engine.EndRound();
+  Slot(engine, {{1, {7}, 0}});  // zero duration: skipped
   const auto families = Collect(engine);
-  EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_cs_host_last")->value, 1500);
+  EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_cs_host_last")->value, 1400);
   EXPECT_EQ(Sample(families, "pmu_derived_cs_host")->histogram->count(), 1u);
   EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_cs_cpu_last", {{"cpu", "0"}})->value, 1000);
   EXPECT_EQ(Sample(families, "pmu_derived_cs_cpu", {{"cpu", "0"}})->histogram->count(), 2u);
@@ -274,7 +291,7 @@ collectors::ProcStat Stat(std::vector<collectors::CpuTimes> cpus) {
   return stat;
 }
 
-TEST(DerivedEngineTest, BusyRatioFromProcStat) {
+TEST(DerivedEngineTest, BusyRatioFromProcStatOverWindowsOfTenTicks) {
   const auto plan = Plan({"context-switches"});
   config::Config config = WithDerived(
       {Ratio("busy", {"proc_stat/busy_seconds"}, {"proc_stat/total_seconds"}, {0.5, 1},
@@ -285,32 +302,37 @@ TEST(DerivedEngineTest, BusyRatioFromProcStat) {
   EXPECT_TRUE(engine.NeedsProcStat());
   engine.OnProcStat(Stat({Times(0, 100, 100, 100, 50), Times(1, 100, 100, 100), Times(5, 0, 0, 0)}),
                     0);
-  // 100 ms later. cpu 0: user +3 (of which guest +2: not added again), idle
-  // +1 -> 3/4. cpu 1: 10 idle ticks -> 0. cpu 5 is not selected.
+  // cpu 0: user +3 (of which guest +2: not added again), idle +1: 4 ticks,
+  // too few for a value. cpu 1: 10 idle ticks: 0. cpu 5 is not selected.
   engine.OnProcStat(Stat({Times(0, 103, 100, 101, 52), Times(1, 100, 100, 110), Times(5, 9, 0, 0)}),
                     100 * kMs);
-  // cpu 1's idle goes backwards (NO_HZ): skipped; cpu 0 has no tick: skipped.
-  engine.OnProcStat(Stat({Times(0, 103, 100, 101, 52), Times(1, 101, 100, 109), Times(5, 9, 0, 0)}),
-                    200 * kMs);
+  // cpu 0: 6 more busy ticks close its window at 9/10. cpu 1's idle goes
+  // backwards (NO_HZ): skipped, its window starts again.
+  engine.OnProcStat(Stat({Times(0, 109, 100, 101, 52), Times(1, 100, 100, 109)}), 200 * kMs);
+  engine.OnProcStat(Stat({Times(0, 109, 100, 101, 52), Times(1, 100, 100, 119)}), 300 * kMs);
+  engine.OnProcStat(Stat({Times(0, 119, 100, 101, 52), Times(1, 100, 100, 129)}), 400 * kMs);
   const auto families = Collect(engine);
   const Collected* cpu0 = Sample(families, "pmu_derived_busy", {{"cpu", "0"}});
   ASSERT_NE(cpu0, nullptr);
-  EXPECT_EQ(BucketCounts(*cpu0), (std::vector<uint64_t>{0, 1, 0}));
-  EXPECT_DOUBLE_EQ(cpu0->histogram->sum(), 0.75);
+  EXPECT_EQ(BucketCounts(*cpu0), (std::vector<uint64_t>{0, 2, 0}));
+  EXPECT_DOUBLE_EQ(cpu0->histogram->sum(), 0.9 + 1.0);
   EXPECT_EQ(BucketCounts(*Sample(families, "pmu_derived_busy", {{"cpu", "1"}})),
-            (std::vector<uint64_t>{1, 0, 0}));
+            (std::vector<uint64_t>{3, 0, 0}));
   EXPECT_EQ(Sample(families, "pmu_derived_busy", {{"cpu", "5"}}), nullptr);
-  EXPECT_EQ(Skipped(families, "busy"), 2);
-  // Host: (3 + 0) / (4 + 10) for the first interval; the second is skipped
-  // (a counter went backwards).
-  EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_busy_host_last")->value, 3.0 / 14.0);
-  EXPECT_EQ(Skipped(families, "busy_host"), 1);
-  // Busy CPUs (busy seconds per second): 0.03 s in 0.1 s, then 0.01 s in
-  // 0.1 s (idle going backwards does not touch busy time).
+  EXPECT_EQ(Skipped(families, "busy"), 1);
+  // Host (20 ticks for two CPUs): its window opened before cpu 1 stepped
+  // back, so nothing went backwards there: 9 busy of 29 ticks, then 10 of 20.
+  const Collected* host = Sample(families, "pmu_derived_busy_host");
+  EXPECT_EQ(host->histogram->count(), 2u);
+  EXPECT_DOUBLE_EQ(host->histogram->sum(), 9.0 / 29.0 + 0.5);
+  EXPECT_EQ(Skipped(families, "busy_host"), 0);
+  // Busy CPUs (busy seconds per second; idle going backwards does not touch
+  // busy time): 0.09 s in the 0.3 s until the window held 20 ticks, then
+  // 0.1 s in 0.1 s.
   const Collected* busy_cpus = Sample(families, "pmu_derived_busy_cpus");
   EXPECT_EQ(busy_cpus->histogram->count(), 2u);
-  EXPECT_NEAR(busy_cpus->histogram->sum(), 0.4, 1e-12);
-  EXPECT_NEAR(Sample(families, "pmu_derived_busy_cpus_last")->value, 0.1, 1e-12);
+  EXPECT_NEAR(busy_cpus->histogram->sum(), 0.3 + 1.0, 1e-12);
+  EXPECT_NEAR(Sample(families, "pmu_derived_busy_cpus_last")->value, 1.0, 1e-12);
 }
 
 TEST(DerivedEngineTest, ProcStatUnreadableIsLoggedOnce) {
@@ -402,10 +424,8 @@ TEST(DerivedEngineTest, PromtoolAcceptsTheFamilies) {
                           "context-switches", "cpu-migrations", "page-faults"});
   DerivedEngine engine(config::DefaultConfig(), plan, {0, 1});
   for (int round = 0; round < 5; ++round) {
-    for (int cpu = 0; cpu < 2; ++cpu) {
-      Deliver(engine, cpu, {1000, 1500.0 * round, 3, 7, 1e7, 40, 1, 2}, 10);
-    }
-    engine.EndRound();
+    const std::vector<double> deltas{1000, 1500.0 * round, 3, 7, 1e7, 40, 1, 2};
+    Slot(engine, {{0, deltas}, {1, deltas}});
     engine.OnProcStat(Stat({Times(0, 10u * static_cast<uint64_t>(round), 0, 5),
                             Times(1, 0, 0, 10u * static_cast<uint64_t>(round))}),
                       round * 10 * kMs);
@@ -434,8 +454,7 @@ TEST(DerivedEngineTest, CollectRunsConcurrentlyWithDeliveries) {
   constexpr int kRounds = 5000;
   std::thread aggregator([&engine] {
     for (int i = 0; i < kRounds; ++i) {
-      Deliver(engine, i % 2, {1, 2});
-      engine.EndRound();
+      Slot(engine, {{i % 2, {1, 2}}});
     }
   });
   uint64_t seen = 0;
@@ -461,21 +480,19 @@ TEST(DerivedEngineTest, AReloadContinuesTheHistogramsOfUnchangedMetrics) {
   const config::Config first = WithDerived({Ratio("kept", {"a"}, {"b"}, {1}, DerivedScope::kCpu),
                                             Ratio("changed", {"a"}, {"b"}, {1})});
   DerivedEngine before(first, plan, {0});
-  Deliver(before, 0, {1, 2});
-  Deliver(before, 0, {3, 0});  // skipped: zero denominator
-  before.EndRound();
+  Slot(before, {{0, {1, 2}}});
+  Slot(before, {{0, {3, 0}}});  // skipped: zero denominator (both metrics)
   // "changed" gets other buckets: a new metric that starts from zero.
   const config::Config second = WithDerived({Ratio("kept", {"a"}, {"b"}, {1}, DerivedScope::kCpu),
                                              Ratio("changed", {"a"}, {"b"}, {1, 2})});
   DerivedEngine after(second, plan, {0}, &before);
-  Deliver(after, 0, {2, 2});
-  after.EndRound();
+  Slot(after, {{0, {2, 2}}});
   const auto families = Collect(after);
   EXPECT_EQ(Sample(families, "pmu_derived_kept", {{"cpu", "0"}})->histogram->count(), 2u);
   EXPECT_EQ(Skipped(families, "kept"), 1);
   EXPECT_DOUBLE_EQ(Sample(families, "pmu_derived_kept_last", {{"cpu", "0"}})->value, 1);
   EXPECT_EQ(Sample(families, "pmu_derived_changed")->histogram->count(), 1u);
-  EXPECT_EQ(Skipped(families, "changed"), 0);
+  EXPECT_EQ(Skipped(families, "changed"), 0) << "a changed definition starts from zero";
 }
 
 }  // namespace

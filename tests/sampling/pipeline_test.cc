@@ -130,20 +130,21 @@ TEST(Pipeline, SamplerCountsSurviveHotplugAndReload) {
   host.SetOnline("0-1,3");  // cpu 2 goes offline (noticed after this round's ticks)
   first->SampleNow();
   auto offline = first->latest();
-  EXPECT_EQ(SamplerTicks(*offline, 2), 3u) << "a stopped sampler's counts are kept";
+  // Three ticks and the last reading taken when it went offline.
+  EXPECT_EQ(SamplerTicks(*offline, 2), 4u) << "a stopped sampler's counts are kept";
   EXPECT_FALSE(offline->pipeline.cpus[2].online);
   EXPECT_EQ(offline->pipeline.hotplug_events, 1u);
   host.SetOnline("0-3");
   first->SampleNow();  // cpu 2 comes back: a new sampler, counting on
   first->SampleNow();
-  EXPECT_EQ(SamplerTicks(*first->latest(), 2), 4u);
+  EXPECT_EQ(SamplerTicks(*first->latest(), 2), 5u);
   const uint64_t samples_before = first->latest()->counters[2].group_samples;
 
   first->Stop();
   Pipeline second(SoftwareConfig(), perf, Options(host), first.get());
   second.SampleNow();
   const auto after = second.latest();
-  EXPECT_EQ(SamplerTicks(*after, 2), 5u) << "a reload continues the sampler counts";
+  EXPECT_EQ(SamplerTicks(*after, 2), 6u) << "a reload continues the sampler counts";
   EXPECT_EQ(after->pipeline.hotplug_events, 2u);
   EXPECT_GT(after->counters[2].group_samples, samples_before);
   first.reset();

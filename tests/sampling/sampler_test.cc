@@ -77,7 +77,7 @@ TEST(CpuSampler, RdpmcPathEndToEndWithFakePagesThenFallsBackToRead) {
   testing::ScopedPin pin(0);
   ASSERT_TRUE(pin.pinned());
   sampler.ValidateRdpmc();  // what the sampler thread does on its CPU
-  for (int i = 0; i < 3; ++i) sampler.Tick();
+  for (int i = 0; i < 3; ++i) sampler.Tick(1);
   size_t misfiled = 0;
   auto samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 3u);
@@ -94,7 +94,7 @@ TEST(CpuSampler, RdpmcPathEndToEndWithFakePagesThenFallsBackToRead) {
   // The counter is taken off the PMU (index 0): the next ticks use read().
   pmu.pages[1].index = 0;
   pmu.counters[0] = 3000;
-  for (int i = 0; i < 3; ++i) sampler.Tick();
+  for (int i = 0; i < 3; ++i) sampler.Tick(1);
   samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 3u);
   EXPECT_NE(samples.back().path, ReadPath::kRdpmc);
@@ -121,7 +121,7 @@ TEST(CpuSampler, RdpmcIsNotUsedWhenReadDisagrees) {
   testing::ScopedPin pin(0);
   ASSERT_TRUE(pin.pinned());
   sampler.ValidateRdpmc();
-  for (int i = 0; i < 3; ++i) sampler.Tick();
+  for (int i = 0; i < 3; ++i) sampler.Tick(1);
   size_t misfiled = 0;
   const auto samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 3u);
@@ -137,7 +137,7 @@ TEST(CpuSampler, ReadOnItsOwnCpuIsLocalAndFromElsewhereRemote) {
   {
     testing::ScopedPin pin(0);
     ASSERT_TRUE(pin.pinned());
-    sampler.Tick();
+    sampler.Tick(1);
   }
   auto samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 1u);
@@ -147,7 +147,7 @@ TEST(CpuSampler, ReadOnItsOwnCpuIsLocalAndFromElsewhereRemote) {
   {
     testing::ScopedPin pin(1);
     ASSERT_TRUE(pin.pinned());
-    sampler.Tick();
+    sampler.Tick(1);
   }
   samples = DrainAll(ring, &misfiled);
   ASSERT_EQ(samples.size(), 1u);
@@ -165,7 +165,7 @@ TEST(CpuSampler, ReadErrorsAreCountedByErrno) {
   const int leader = counters->groups()[0]->fds().front();
   CpuSampler sampler(std::move(counters), ring, {});
   perf.Close(leader);  // reads now fail with EBADF
-  sampler.Tick();
+  sampler.Tick(1);
   EXPECT_EQ(sampler.stats().read_errors[EBADF], 1u);
 }
 

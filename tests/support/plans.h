@@ -25,12 +25,19 @@ inline std::shared_ptr<collectors::EventPlan> TwoEventPlan() {
   return plan;
 }
 
-// A reading of group "g" of TwoEventPlan().
+// A reading of group "g" of TwoEventPlan(), the only group of its tick. Each
+// call is a later reading than the one before: its seq and tick (schedule
+// slot) increase by one; a test that needs another order sets them itself.
 inline collectors::GroupSample Reading(int cpu, uint32_t gen, uint64_t a, uint64_t b,
                                        uint64_t enabled, uint64_t running) {
+  static uint64_t next = 0;
   collectors::GroupSample s;
   s.cpu = cpu;
   s.generation = gen;
+  s.seq = ++next;
+  s.tick = s.seq;
+  s.groups_in_tick = 1;
+  s.timestamp_ns = static_cast<int64_t>(s.seq) * 1000;
   s.count = 2;
   s.values[0] = a;
   s.values[1] = b;

@@ -36,8 +36,10 @@ struct GroupSample {
   uint32_t group = 0;       // index into EventPlan::groups
   uint32_t generation = 0;  // fd generation of this CPU
   uint32_t count = 0;       // number of valid entries in values
+  uint32_t groups_in_tick = 0;  // groups the sampler reads per tick (this one included)
   int64_t timestamp_ns = 0; // CLOCK_MONOTONIC when read
-  uint64_t tick = 0;        // the sampler's tick number (all groups of a tick share it)
+  uint64_t tick = 0;        // schedule slot of the reading (all groups of a tick share it)
+  uint64_t seq = 0;         // the sampler's reading number: increases with every tick
   int32_t read_cpu = -1;    // the CPU the reading thread was on when it pushed
   uint64_t time_enabled = 0;
   uint64_t time_running = 0;

@@ -15,22 +15,21 @@
 //     successive parses handed to OnProcStat(). busy = user + nice + system +
 //     irq + softirq + steal; total = busy + idle + iowait (guest and
 //     guest_nice are already inside user and nice and are not added again).
-//     Resolution: /proc/stat moves in USER_HZ ticks (10 ms), so at a 10 ms
-//     interval each value of cpu_busy_ratio is 0, 1 or (two ticks) 0.5, and an
-//     interval in which no tick was accounted has a zero denominator and is
-//     skipped; at 100 ms the values are multiples of about 0.1. The
-//     distribution over many intervals is right; single values are coarse.
+//     Resolution: /proc/stat moves in whole USER_HZ ticks (10 ms), and an
+//     idle CPU's ticks arrive in bulk when it wakes (NO_HZ). A value from one
+//     10 ms interval would be 0, 0.5 or 1 and tickless intervals would be
+//     lost, biasing the distribution; so /proc/stat metrics are computed over
+//     windows: a window closes at the first parse where it holds at least
+//     kMinStatWindowTicks ticks per CPU (100 ms at USER_HZ 100), i.e. one
+//     value per max(interval, about 100 ms).
 //
 // Scope. "cpu": one value per CPU and interval (label cpu). "host": one value
-// per aggregator round: the per-CPU records delivered between two
-// EndRound() calls (the sampler ticks of different CPUs are not
-// synchronised, so "the same interval" across CPUs is defined by delivery).
-// A host ratio sums numerator and denominator over all records of the round;
-// a host per-second value is the sum over CPUs of each CPU's own rate (its
-// numerator over the time its records in the round cover), so a CPU that
-// delivered twice in a round is not counted twice as fast. For /proc/stat
-// inputs one OnProcStat() call is one host interval (inputs summed over the
-// selected CPUs; per_second divides by the time since the previous parse).
+// per schedule slot in which every sampled CPU delivered a complete tick
+// (sampling::HostInterval, assembled by the aggregator), built from the
+// records' own timestamps; a slot that cannot be assembled is counted as
+// skipped. A host ratio sums numerator and denominator over the CPUs; a
+// host per-second value is the sum of each CPU's own rate over its own
+// interval. For /proc/stat inputs a host window sums the selected CPUs.
 //
 // Skips. An interval with a zero (or negative) denominator or duration, a NaN
 // input (the event did not run in the interval: unknown, not zero), a
@@ -77,6 +76,9 @@
 #include "pmu/sampling/interval.h"
 
 namespace pmu::metrics {
+
+// Ticks per CPU a /proc/stat window holds before it gives a value.
+inline constexpr uint64_t kMinStatWindowTicks = 10;
 
 // The built-in derived metrics for `events`, each present only when its
 // events are configured (by [[events]] name; whether the host supports them
@@ -138,8 +140,11 @@ class DerivedEngine : public sampling::RoundObserver {
   // first call only primes. A parse that is not `present` resets the
   // previous one (logged once).
   void OnProcStat(const collectors::ProcStat& stat, int64_t now_ns) override;
-  // Closes the current host round: every host-scope event metric with at
-  // least one record since the previous EndRound observes one value.
+  // A complete host slot: every host-scope event metric observes one value.
+  void OnHostInterval(const sampling::HostInterval& interval) override;
+  // A host slot that could not be assembled: host-scope event metrics count
+  // it as skipped.
+  void OnHostIntervalIncomplete(uint64_t tick) override;
   void EndRound() override;
 
   std::shared_ptr<const DerivedSnapshot> TakeSnapshot() const;
@@ -158,8 +163,6 @@ class DerivedEngine : public sampling::RoundObserver {
 
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<Metric>> metrics_;
-  std::optional<collectors::ProcStat> previous_stat_;
-  int64_t previous_stat_ns_ = 0;
 };
 
 // The families of ExportSnapshot::derived.

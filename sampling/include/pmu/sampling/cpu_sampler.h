@@ -12,6 +12,12 @@
 // equals the ring it lands in). Attribution never depends on where the
 // thread ran: the values belong to CPU N's fds and the record says cpu = N.
 //
+// Order: every reading carries the sampler's sequence number (`seq`, one per
+// tick, increasing whichever thread ticks) and the schedule slot it belongs
+// to (`tick`, shared by all samplers of a pipeline: PeriodicLoop). Readings
+// of one CPU may sit in different rings (the thread migrated, or another
+// thread ticked); the aggregator restores their order from `seq`.
+//
 // A group whose rdpmc read fails (index 0 after the PMU was taken, too many
 // aborts) falls back to read() and is re-checked every kRdpmcRecheckTicks.
 //
@@ -46,6 +52,8 @@ const std::shared_ptr<const std::vector<double>>& ReadDurationBuckets();
 
 struct SamplerOptions {
   std::chrono::nanoseconds interval = std::chrono::seconds(1);
+  // CLOCK_MONOTONIC origin of the schedule slots (PeriodicLoop).
+  int64_t epoch_ns = 0;
   // The thread wakes at least this often, to prove it is alive.
   std::chrono::nanoseconds heartbeat = std::chrono::seconds(1);
   // rdpmc source: hardware, or fake counters in tests.
@@ -65,9 +73,13 @@ class CpuSampler {
   CpuSampler& operator=(const CpuSampler&) = delete;
 
   void Start();
-  void Stop();  // returns within milliseconds
-  // One tick on the calling thread (tests, and the first reading).
-  void Tick();
+  // Returns within milliseconds. With `final_reading` the sampler thread
+  // reads and pushes once more before it exits (a CPU going offline, a
+  // reload): the last counts take the same path as every other reading.
+  void Stop(bool final_reading = false);
+  // One tick on the calling thread, for schedule slot `slot` (tests, and the
+  // first reading).
+  void Tick(uint64_t slot);
   // Decides per group whether the rdpmc path may be used (every page allows
   // user rdpmc and one reading agrees with read(2)). The sampler thread does
   // this when it starts on its CPU; a test pinned to the CPU may call it
@@ -105,7 +117,7 @@ class CpuSampler {
   SamplerOptions options_;
   std::vector<bool> rdpmc_;            // per group: on the rdpmc path
   std::vector<bool> rdpmc_candidate_;  // per group: pages allow rdpmc
-  uint64_t tick_ = 0;
+  uint64_t seq_ = 0;  // readings taken (ticks), the sequence of the next one
 
   std::thread thread_;
   PeriodicLoop loop_;

@@ -5,11 +5,14 @@
 // sampling interval and publishes an immutable Snapshot.
 //
 // One round (aggregator thread; SampleNow() runs one synchronously):
-//   1. hotplug: a CPU that went offline has its sampler stopped and its fds
-//      closed (after a last drain); one that came (back) online gets new fds
-//      with a new fd generation and a new sampler; totals continue;
-//   2. drain: every queued GroupSample into the Aggregator, whose completed
-//      ticks go to the observers (OnInterval);
+//   1. hotplug: a CPU that went offline has its sampler stopped after one
+//      last reading of its fds (a CPU-wide event keeps its final count after
+//      its CPU went down), then drained and closed; one that came (back)
+//      online gets new fds with a new fd generation and a new sampler at
+//      once; totals continue;
+//   2. drain: every queued GroupSample, sorted by (CPU, fd generation, seq)
+//      whatever ring carried it, into the Aggregator, whose completed ticks
+//      and host slots go to the observers;
 //   3. kernel statistics: each enabled [stats] source read once; /proc/stat
 //      also handed to observers that need it (OnProcStat);
 //   4. observers' EndRound, then the Snapshot is published.
@@ -76,13 +79,16 @@ class Pipeline {
   void AddObserver(RoundObserver* observer);
   void SetPublisher(Publisher publisher) { publisher_ = std::move(publisher); }
 
-  // One round on the calling thread, every sampler ticking once first.
-  // REQUIRES: not started (start-up, --once, a reload's last reading).
+  // One round on the calling thread, every sampler ticking once first (in
+  // the next schedule slot). REQUIRES: not started (start-up, --once).
   void SampleNow();
   // Starts the sampler threads and the aggregator thread.
   void Start();
-  // Stops and joins them; returns within milliseconds; idempotent.
-  void Stop();
+  // Stops and joins them; returns within milliseconds; idempotent. With
+  // `final_reading` every sampler thread reads once more before it exits and
+  // a last round drains and publishes those readings (a reload: the totals it
+  // carries over are current).
+  void Stop(bool final_reading = false);
 
   // The last published snapshot (null before the first round).
   std::shared_ptr<const Snapshot> latest() const;
@@ -100,6 +106,7 @@ class Pipeline {
   void StartCpu(int cpu, bool start_thread);
   void StopCpu(int cpu);
   bool CheckHotplug();
+  uint64_t CurrentSlot() const;
   void Drain();
   void Round();
   PipelineStats CollectStats() const;
@@ -118,6 +125,8 @@ class Pipeline {
   bool running_ = false;
   bool hotplug_read_failed_ = false;  // logged once until a read succeeds
   uint64_t round_ = 0;
+  uint64_t manual_slot_ = 0;  // the last slot SampleNow() ticked
+  std::vector<collectors::GroupSample> drained_;  // reused by Drain()
 
   // Carried from the previous pipeline and from stopped samplers.
   PipelineStats base_;
