@@ -1,4 +1,6 @@
 // The one header that selects the critical sections for the target ISA.
+// What each section does is specified in pseudocode.h; the ISA headers only
+// implement it.
 //
 // Every ISA header provides, in namespace pmu::rseq::detail::arch:
 //   inline constexpr bool kSectionsSupported;
@@ -8,7 +10,7 @@
 //   int PushWords(struct rseq*, std::uint32_t cpu, RingControl*, const std::uint64_t* src);
 //   template <bool kFakePmc>
 //   int ReadPages(struct rseq*, std::uint32_t cpu, ReadContext*);
-// with the results of section_types.h. An ISA without sections gets the
+// with the results of pseudocode.h. An ISA without sections gets the
 // explicit fallback below: kSectionsSupported is false, the mode is
 // kUnavailable and no section is ever entered.
 #ifndef PMU_RSEQ_ARCH_H_
@@ -20,17 +22,18 @@
 #include <cstdint>
 
 #include "pmu/rseq/inject.h"
+#include "pmu/rseq/pseudocode.h"
 #include "pmu/rseq/section_types.h"
 
 // Assembler text every ISA's sections share (GNU as syntax). Local labels:
-// 1 = start_ip, 2 = post-commit ip, 3 = the descriptor, 4 = abort_ip.
-// The descriptor {version 0, flags 0, start_ip, post_commit_offset,
-// abort_ip} goes in __rseq_cs and its address in __rseq_cs_ptr_array.
+// 1 = start_ip, 2 = post-commit ip, 3 = the descriptor, 4 = abort_ip; the
+// descriptor and the tables are those of the frame in pseudocode.h.
 // Every side section carries GNU as's "?" flag: it joins the section group
 // (COMDAT) of the function the asm sits in, so when the linker discards a
 // duplicate out-of-line copy of an inline function (Debug builds), the
 // descriptors, pointers, exit points and abort stub that refer to it go with
 // it instead of dangling ("defined in discarded section").
+// clang-format off
 #define PMU_RSEQ_DESCRIPTOR_ASM_                       \
   ".pushsection __rseq_cs, \"aw?\"\n\t"                \
   ".balign 32\n\t"                                     \
@@ -62,6 +65,7 @@
       [mask_off] "i"(offsetof(RingControl, mask)),                         \
       [buf_off] "i"(offsetof(RingControl, buffer)),                        \
       [tail_off] "i"(offsetof(RingControl, tail))
+// clang-format on
 
 #define PMU_RSEQ_ARCH_DISPATCH_ 1
 #if defined(__x86_64__)

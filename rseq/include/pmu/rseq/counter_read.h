@@ -2,14 +2,9 @@
 // events opened for one CPU (pid = -1, cpu = N) on CPU N, all inside one
 // rseq section, so that rdpmc can never read another CPU's counter.
 //
-// Per page, inside the section (see ReadPages in arch/x86_64.h for the
-// pseudocode): page->lock before and after (retry while odd or changed),
-// index != 0 and cap_user_rdpmc (else the section leaves through its
-// "need read()" exit), rdpmc(index - 1) sign-extended by pmc_width plus
-// offset, time_enabled/time_running, and for cap_user_time the TSC together
-// with time_offset/time_mult/time_shift. The commit store publishes the
-// record; the enabled/running extrapolation with the TSC happens after the
-// commit, from that consistent snapshot.
+// What the section does per page, its exits and its results are specified
+// once, in pseudocode.h (ReadPages<kFakePmc>), with the time extrapolation
+// that follows the commit.
 //
 // Seam: PmcSource::Fake(counters) replaces `rdpmc(i)` by a load of
 // counters[i] (a different section, same pseudocode), so tests — here and in
@@ -71,8 +66,9 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
                              CounterReadResult* out,
                              PmcSource source = PmcSource::Hardware()) noexcept;
 
-// The user-time extrapolation of perf_event_mmap_page, on a snapshot:
-// time_offset + (tsc >> shift) * mult + (((tsc & mask) * mult) >> shift).
+// The user-time extrapolation of perf_event_mmap_page, on a snapshot
+// (pseudocode.h): time_offset + (tsc >> shift) * mult
+// + (((tsc & ((1 << shift) - 1)) * mult) >> shift).
 std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
                                  std::uint32_t time_mult, std::uint32_t time_shift) noexcept;
 

@@ -1,6 +1,7 @@
 // Plain data shared between the portable primitives and the per-ISA critical
-// sections (arch/*.h). The sections address these fields through offsetof()
-// immediates, so every layout assumption is pinned by a static_assert below.
+// sections (arch/*.h; specified in pseudocode.h). The sections address these
+// fields through offsetof() immediates or literals, so every layout
+// assumption is pinned by a static_assert below.
 #ifndef PMU_RSEQ_SECTION_TYPES_H_
 #define PMU_RSEQ_SECTION_TYPES_H_
 
@@ -10,13 +11,6 @@
 #include <cstdint>
 
 namespace pmu::rseq::detail {
-
-// Results every section returns (the pseudocode in arch/*.h uses them).
-inline constexpr int kSectionCommitted = 0;
-inline constexpr int kSectionCompareFailed = 1;
-inline constexpr int kSectionAborted = -1;
-// Counter-read only: an exit point that asks for read() instead.
-inline constexpr int kSectionNeedRead = 2;
 
 inline constexpr std::size_t kCacheLine = 64;
 
