@@ -27,11 +27,17 @@ std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
   return time_offset + quot * time_mult + ((rem * time_mult) >> shift);
 }
 
+std::uint64_t ExtendShortCycles(std::uint64_t cycles, std::uint64_t time_cycles,
+                                std::uint64_t time_mask) noexcept {
+  return time_cycles + ((cycles - time_cycles) & time_mask);
+}
+
 ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* const> pages,
                              CounterReadResult* out, PmcSource source) noexcept {
   out->cpu = cpu;
   out->count = 0;
   out->need_read_index = 0;
+  out->times_current = false;
   out->status = ReadStatus::kNeedRead;
   if (!detail::arch::kHasCounterReadSection || pages.size() > kMaxReadEvents || cpu < 0) {
     return out->status;
@@ -56,19 +62,28 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
       return out->status;  // kNeedRead
     }
     if (r == detail::kSectionCommitted && ctx.committed == 1) {
+      bool times_current = true;
       for (std::size_t i = 0; i < pages.size(); ++i) {
-        std::uint64_t enabled = raw[i].time_enabled;
-        std::uint64_t running = raw[i].time_running;
-        if ((raw[i].capabilities & detail::kCapUserTime) != 0) {
-          const std::uint64_t delta = TscToPerfTimeDelta(raw[i].tsc, raw[i].time_offset,
-                                                         raw[i].time_mult, raw[i].time_shift);
+        const detail::RawPageRead& p = raw[i];
+        std::uint64_t enabled = p.time_enabled;
+        std::uint64_t running = p.time_running;
+        if ((p.capabilities & detail::kCapUserTime) != 0) {
+          std::uint64_t cycles = p.tsc;
+          if ((p.capabilities & detail::kCapUserTimeShort) != 0) {
+            cycles = ExtendShortCycles(cycles, p.time_cycles, p.time_mask);
+          }
+          const std::uint64_t delta =
+              TscToPerfTimeDelta(cycles, p.time_offset, p.time_mult, p.time_shift);
           enabled += delta;
           running += delta;
+        } else {
+          times_current = false;
         }
-        out->values[i] = raw[i].value;
+        out->values[i] = p.value;
         out->time_enabled[i] = enabled;
         out->time_running[i] = running;
       }
+      out->times_current = times_current;
       out->count = static_cast<std::uint32_t>(pages.size());
       out->status = ReadStatus::kCommitted;
       return out->status;

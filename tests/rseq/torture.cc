@@ -217,8 +217,10 @@ std::atomic<bool> g_read_handler_failed{false};
 std::atomic<std::uint64_t> g_read_handler_reads{0};
 
 // Checks one committed result: every page must be one whole generation g
-// (value = g * kValueStep, enabled = 8g, running = 7g after the time math).
+// (value = g * kValueStep, enabled = 8g, running = 7g after the time math,
+// which needs time_offset and time_cycles of the same generation).
 bool ConsistentResult(const CounterReadResult& res, std::uint64_t* generations) {
+  if (!res.times_current) return false;
   for (std::uint32_t i = 0; i < res.count; ++i) {
     const std::uint64_t en = res.time_enabled[i];
     if (en % 8 != 0) return false;
@@ -260,7 +262,8 @@ void WritePage(perf_event_mmap_page* page, std::size_t page_number, std::uint64_
   StoreRelaxed(&page->offset, static_cast<std::int64_t>(g * kValueStep - raw));
   StoreRelaxed(&page->time_enabled, g * 3);
   StoreRelaxed(&page->time_running, g * 2);
-  StoreRelaxed(&page->time_offset, g * 5);
+  StoreRelaxed(&page->time_offset, g * 4);
+  StoreRelaxed(&page->time_cycles, g);  // mask 0: cycles = g, delta = 4g + g
   std::atomic_thread_fence(std::memory_order_release);
   __atomic_store_n(&page->lock, lock + 2, __ATOMIC_RELEASE);
 }
@@ -440,9 +443,11 @@ Report RunCounterRead(const Options& options) {
     std::memset(&page, 0, sizeof(page));
     page.cap_user_rdpmc = 1;
     page.cap_user_time = 1;
+    page.cap_user_time_short = 1;
     page.pmc_width = 64;
-    page.time_mult = 0;
+    page.time_mult = 1;
     page.time_shift = 0;
+    page.time_mask = 0;
     WritePage(&page, i, 1, state->fake);
   }
   state->per_cpu.resize(static_cast<std::size_t>(cpus));

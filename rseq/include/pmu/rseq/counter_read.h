@@ -3,8 +3,14 @@
 // rseq section, so that rdpmc can never read another CPU's counter.
 //
 // What the section does per page, its exits and its results are specified
-// once, in pseudocode.h (ReadPages<kFakePmc>), with the time extrapolation
-// that follows the commit.
+// once, in pseudocode.h (ReadPages<kFakePmc>). Times: the kernel keeps a
+// page's time_enabled/time_running current only at sched-in and overflow;
+// user space may extrapolate them to "now" only when the page sets
+// cap_user_time (include/uapi/linux/perf_event.h). ReadCountersOnCpu() does
+// so for every such page, applying cap_user_time_short's
+// time_cycles/time_mask correction first, and says in
+// CounterReadResult::times_current whether every page could be brought up
+// to date.
 //
 // Seam: PmcSource::Fake(counters) replaces `rdpmc(i)` by a load of
 // counters[i] (a different section, same pseudocode), so tests — here and in
@@ -46,6 +52,12 @@ struct CounterReadResult {
   std::array<std::uint64_t, kMaxReadEvents> values{};
   std::array<std::uint64_t, kMaxReadEvents> time_enabled{};
   std::array<std::uint64_t, kMaxReadEvents> time_running{};
+  // kCommitted: true when every page had cap_user_time, so time_enabled and
+  // time_running were extrapolated to the moment of the read. False when at
+  // least one page lacked it (paravirtual clocks, an unstable TSC): that
+  // page's times are those of its last sched-in or overflow, not current,
+  // and must not be paired with the value as if they were.
+  bool times_current = false;
 };
 
 // Where the section gets raw counter values from.
@@ -71,6 +83,12 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
 // + (((tsc & ((1 << shift) - 1)) * mult) >> shift).
 std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
                                  std::uint32_t time_mult, std::uint32_t time_shift) noexcept;
+
+// cap_user_time_short: the clock behind the page is narrower than 64 bits,
+// so the cycles passed to TscToPerfTimeDelta() are
+// time_cycles + ((cycles - time_cycles) & time_mask).
+std::uint64_t ExtendShortCycles(std::uint64_t cycles, std::uint64_t time_cycles,
+                                std::uint64_t time_mask) noexcept;
 
 }  // namespace pmu::rseq
 

@@ -85,6 +85,7 @@
 //     o->time_offset, o->time_mult, o->time_shift = page->... (same names)
 //     if cap_user_time:
 //       o->tsc = rdtsc
+//       o->time_cycles, o->time_mask = page->time_cycles, ->time_mask
 //     [inject 5]
 //     if page->lock != seq: goto retry
 //   [inject 1]
@@ -97,6 +98,7 @@
 //   After a commit, outside the section, ReadCountersOnCpu() extrapolates the
 //   times of each page that had cap_user_time (counter_read.h):
 //     cyc = o->tsc
+//     if cap_user_time_short: cyc = time_cycles + ((cyc - time_cycles) & time_mask)
 //     delta = time_offset + (cyc >> shift) * mult
 //             + (((cyc & ((1 << shift) - 1)) * mult) >> shift)
 //     enabled += delta; running += delta       (idx != 0, so it is running)

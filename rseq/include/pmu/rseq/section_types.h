@@ -44,9 +44,11 @@ struct RawPageRead {
   std::uint64_t tsc;  // rdtsc, only when cap_user_time
   std::uint64_t capabilities;
   std::uint32_t time_mult;
-  std::uint32_t time_shift;  // zero-extended u16
+  std::uint32_t time_shift;   // zero-extended u16
+  std::uint64_t time_cycles;  // only when cap_user_time
+  std::uint64_t time_mask;    // only when cap_user_time
 };
-static_assert(sizeof(RawPageRead) == 56);
+static_assert(sizeof(RawPageRead) == 72);
 static_assert(offsetof(RawPageRead, value) == 0);
 static_assert(offsetof(RawPageRead, time_enabled) == 8);
 static_assert(offsetof(RawPageRead, time_running) == 16);
@@ -55,6 +57,8 @@ static_assert(offsetof(RawPageRead, tsc) == 32);
 static_assert(offsetof(RawPageRead, capabilities) == 40);
 static_assert(offsetof(RawPageRead, time_mult) == 48);
 static_assert(offsetof(RawPageRead, time_shift) == 52);
+static_assert(offsetof(RawPageRead, time_cycles) == 56);
+static_assert(offsetof(RawPageRead, time_mask) == 64);
 
 // Arguments and results of one counter-read section (one pointer operand).
 struct ReadContext {
@@ -84,11 +88,14 @@ static_assert(offsetof(perf_event_mmap_page, pmc_width) == 48);
 static_assert(offsetof(perf_event_mmap_page, time_shift) == 50);
 static_assert(offsetof(perf_event_mmap_page, time_mult) == 52);
 static_assert(offsetof(perf_event_mmap_page, time_offset) == 56);
+static_assert(offsetof(perf_event_mmap_page, time_cycles) == 80);
+static_assert(offsetof(perf_event_mmap_page, time_mask) == 88);
 
 // Bits of perf_event_mmap_page::capabilities (checked against the bitfields
 // in a unit test).
 inline constexpr std::uint64_t kCapUserRdpmc = std::uint64_t{1} << 2;
 inline constexpr std::uint64_t kCapUserTime = std::uint64_t{1} << 3;
+inline constexpr std::uint64_t kCapUserTimeShort = std::uint64_t{1} << 5;
 
 }  // namespace pmu::rseq::detail
 

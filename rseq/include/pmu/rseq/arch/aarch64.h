@@ -11,7 +11,9 @@
 //   - x16/x17 (intra-procedure-call scratch) are the scratch registers; the
 //     injection hooks use x17.
 // There is no ReadPages section: arm64 does not give user space access to
-// counters of CPU-wide events, so the read() path is the only one there.
+// counters of CPU-wide events, so the read() path is the only one there and
+// RawPageRead's time_cycles/time_mask (cap_user_time_short, the arm64 case)
+// are never filled here.
 #ifndef PMU_RSEQ_ARCH_DISPATCH_
 #error "Include pmu/rseq/arch.h, not pmu/rseq/arch/aarch64.h"
 #endif

@@ -169,6 +169,10 @@ compare_failed:
            "shlq $32, %%rdx\n\t" \
            "orq %%rdx, %%rax\n\t" \
            "movq %%rax, 32(%%r9)\n\t" \
+           "movq 80(%%r10), %%rax\n\t" \
+           "movq %%rax, 56(%%r9)\n\t" \
+           "movq 88(%%r10), %%rax\n\t" \
+           "movq %%rax, 64(%%r9)\n\t" \
            "12:\n\t" \
            PMU_RSEQ_INJECT_ASM(5) \
            "cmpl 8(%%r10), %%r11d\n\t" \
