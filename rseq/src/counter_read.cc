@@ -2,6 +2,14 @@
 
 #include "pmu/rseq/abi.h"
 #include "pmu/rseq/arch.h"
+#include "pmu/rseq/read_fault.h"
+
+// The table of ReadPages descriptors (pseudocode.h, kReadSectionTable); the
+// linker defines these bounds because this file instantiates the sections.
+extern "C" {
+extern const struct rseq_cs* const __start_pmu_rseq_read_cs[] __attribute__((visibility("hidden")));
+extern const struct rseq_cs* const __stop_pmu_rseq_read_cs[] __attribute__((visibility("hidden")));
+}
 
 namespace pmu::rseq {
 
@@ -15,6 +23,8 @@ std::string_view ReadStatusName(ReadStatus status) noexcept {
       return "need_read";
     case ReadStatus::kAborted:
       return "aborted";
+    case ReadStatus::kFaulted:
+      return "faulted";
   }
   return "unknown";
 }
@@ -30,6 +40,16 @@ std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
 std::uint64_t ExtendShortCycles(std::uint64_t cycles, std::uint64_t time_cycles,
                                 std::uint64_t time_mask) noexcept {
   return time_cycles + ((cycles - time_cycles) & time_mask);
+}
+
+bool detail::IsReadSectionAbortIp(std::uintptr_t ip) noexcept {
+  if constexpr (detail::arch::kHasCounterReadSection) {
+    for (const struct rseq_cs* const* d = __start_pmu_rseq_read_cs; d != __stop_pmu_rseq_read_cs;
+         ++d) {
+      if ((*d)->abort_ip == ip) return true;
+    }
+  }
+  return false;
 }
 
 ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* const> pages,
@@ -54,6 +74,7 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
       return out->status;
     }
     ctx.committed = 0;
+    detail::ClearReadFault();
     const int r = source.fake_counters != nullptr
                       ? detail::arch::ReadPages<true>(area, want, &ctx)
                       : detail::arch::ReadPages<false>(area, want, &ctx);
@@ -86,6 +107,10 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
       out->times_current = times_current;
       out->count = static_cast<std::uint32_t>(pages.size());
       out->status = ReadStatus::kCommitted;
+      return out->status;
+    }
+    if (detail::TakeReadFault()) {
+      out->status = ReadStatus::kFaulted;
       return out->status;
     }
   }

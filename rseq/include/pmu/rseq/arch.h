@@ -10,12 +10,14 @@
 //   int PushWords(struct rseq*, std::uint32_t cpu, RingControl*, const std::uint64_t* src);
 //   template <bool kFakePmc>
 //   int ReadPages(struct rseq*, std::uint32_t cpu, ReadContext*);
+//   std::uintptr_t SavedIp(const void* ucontext);  // a signal's saved pc
 // with the results of pseudocode.h. An ISA without sections gets the
 // explicit fallback below: kSectionsSupported is false, the mode is
 // kUnavailable and no section is ever entered.
 #ifndef PMU_RSEQ_ARCH_H_
 #define PMU_RSEQ_ARCH_H_
 
+#include <signal.h>
 #include <sys/rseq.h>
 
 #include <cstddef>
@@ -49,6 +51,14 @@
 #define PMU_RSEQ_EXIT_POINT_ASM_(exit_label)           \
   ".pushsection __rseq_exit_point_array, \"aw?\"\n\t"  \
   ".quad 1f, " exit_label "\n\t"                       \
+  ".popsection\n\t"
+
+// Lists the descriptor of a ReadPages section (label 3) in the table the
+// SIGSEGV handler of read_fault.h searches (pseudocode.h, kReadSectionTable).
+#define PMU_RSEQ_READ_SECTION_TABLE_ASM_               \
+  ".pushsection pmu_rseq_read_cs, \"aw?\"\n\t"         \
+  ".balign 8\n\t"                                      \
+  ".quad 3b\n\t"                                       \
   ".popsection\n\t"
 
 // Operands every section takes: the thread's area and the expected CPU.
@@ -88,11 +98,13 @@ template <bool kFakePmc>
 int ReadPages(struct ::rseq*, std::uint32_t, ReadContext*) noexcept {
   return kSectionAborted;
 }
+inline std::uintptr_t SavedIp(const void*) noexcept { return 0; }
 }  // namespace pmu::rseq::detail::arch
 #endif
 #undef PMU_RSEQ_ARCH_DISPATCH_
 #undef PMU_RSEQ_DESCRIPTOR_ASM_
 #undef PMU_RSEQ_EXIT_POINT_ASM_
+#undef PMU_RSEQ_READ_SECTION_TABLE_ASM_
 #undef PMU_RSEQ_AREA_OPERANDS_
 #undef PMU_RSEQ_RING_OPERANDS_
 

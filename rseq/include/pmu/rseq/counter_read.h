@@ -17,6 +17,10 @@
 // collectors/ — can drive the whole path with ordinary memory standing in
 // for the pages. The hardware source is the default.
 //
+// Faults: if user rdpmc is switched off while events are open, rdpmc raises
+// SIGSEGV. With InstallReadFaultHandler() (read_fault.h) in place the read
+// returns ReadStatus::kFaulted instead; without it the process dies.
+//
 // Thread safety: any thread; the pages must stay mapped during the call.
 // noexcept, no allocation, no syscall.
 #ifndef PMU_RSEQ_COUNTER_READ_H_
@@ -40,6 +44,9 @@ enum class ReadStatus {
   kNeedRead,   // a page has index == 0 or !cap_user_rdpmc, rseq is
                // unavailable, or the ISA has no read section: use read()
   kAborted,    // aborted kMaxAbortsBeforeFallback times in a row; try later
+  kFaulted,    // rdpmc raised a fault (user rdpmc switched off at run time)
+               // and the handler of read_fault.h turned it into an abort:
+               // use read(), and use rdpmc again only after revalidating it
 };
 
 std::string_view ReadStatusName(ReadStatus status) noexcept;

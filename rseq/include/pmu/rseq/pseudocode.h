@@ -103,7 +103,16 @@
 //             + (((cyc & ((1 << shift) - 1)) * mult) >> shift)
 //     enabled += delta; running += delta       (idx != 0, so it is running)
 //   A page without cap_user_time keeps the times of its last kernel update.
-
+//
+//   Fault: rdpmc raises #GP (SIGSEGV, si_code SI_KERNEL) when user rdpmc was
+//   switched off after the page was last written (CR4.PCE clear while the
+//   page still says cap_user_rdpmc). The kernel first aborts the section (see
+//   above), so the SIGSEGV handler of read_fault.h finds abort_ip of a
+//   ReadPages section as the saved instruction pointer, sets the thread's
+//   fault flag and returns: the section ends as -1 with the flag set, which
+//   ReadCountersOnCpu() reports as ReadStatus::kFaulted. To let the handler
+//   tell these abort_ips from every other, each ReadPages section also puts
+//   &cs in section pmu_rseq_read_cs (kReadSectionTable).
 #ifndef PMU_RSEQ_PSEUDOCODE_H_
 #define PMU_RSEQ_PSEUDOCODE_H_
 
@@ -121,6 +130,10 @@ inline constexpr int kSectionCommitted = 0;
 inline constexpr int kSectionCompareFailed = 1;  // PushWords only
 inline constexpr int kSectionAborted = -1;
 inline constexpr int kSectionNeedRead = 2;  // ReadPages only: use read()
+
+// Name of the section that lists the descriptors of every ReadPages section
+// (a C identifier, so the linker defines __start_ and __stop_ symbols).
+inline constexpr const char* kReadSectionTable = "pmu_rseq_read_cs";
 
 // The assembly names injection points by number (PMU_RSEQ_INJECT_ASM(N)).
 static_assert(static_cast<int>(InjectStep::kAfterCpuCompare) == 0);

@@ -18,6 +18,8 @@
 #error "Include pmu/rseq/arch.h, not pmu/rseq/arch/aarch64.h"
 #endif
 
+#include <signal.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -30,6 +32,11 @@ inline constexpr bool kHasCounterReadSection = false;
 #error "big-endian aarch64 is not supported (signature byte order)"
 #endif
 static_assert(RSEQ_SIG == 0xd428bc00, "aarch64 little-endian signature used in the abort stubs");
+
+// The instruction pointer a signal handler's ucontext_t saved.
+inline std::uintptr_t SavedIp(const void* ucontext) noexcept {
+  return static_cast<std::uintptr_t>(static_cast<const ucontext_t*>(ucontext)->uc_mcontext.pc);
+}
 
 #define PMU_RSEQ_A64_ARM_AND_CHECK_CPU_     \
   "adrp x16, 3b\n\t"                        \

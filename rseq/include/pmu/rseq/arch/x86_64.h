@@ -14,6 +14,8 @@
 #error "Include pmu/rseq/arch.h, not pmu/rseq/arch/x86_64.h"
 #endif
 
+#include <signal.h>
+
 #include <cstddef>
 #include <cstdint>
 
@@ -23,6 +25,12 @@ inline constexpr bool kSectionsSupported = true;
 inline constexpr bool kHasCounterReadSection = true;
 
 static_assert(RSEQ_SIG == 0x53053053, "x86-64 signature used in the abort stubs");
+
+// The instruction pointer a signal handler's ucontext_t saved.
+inline std::uintptr_t SavedIp(const void* ucontext) noexcept {
+  return static_cast<std::uintptr_t>(
+      static_cast<const ucontext_t*>(ucontext)->uc_mcontext.gregs[REG_RIP]);
+}
 
 #define PMU_RSEQ_X86_ARM_AND_CHECK_CPU_      \
   "leaq 3b(%%rip), %%rax\n\t"                \
@@ -122,6 +130,7 @@ compare_failed:
 #define PMU_RSEQ_X86_READ_PAGES_ASM_(PMC) \
   asm goto(PMU_RSEQ_DESCRIPTOR_ASM_ \
            PMU_RSEQ_EXIT_POINT_ASM_("%l[need_read]") \
+           PMU_RSEQ_READ_SECTION_TABLE_ASM_ \
            PMU_RSEQ_X86_ARM_AND_CHECK_CPU_ \
            PMU_RSEQ_INJECT_ASM(0) \
            "xorl %%r8d, %%r8d\n\t" \
