@@ -11,6 +11,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
 #include "pmu/rseq/abi.h"
 #include "pmu/rseq/arch.h"
 #include "scoped_pin.h"
@@ -45,6 +49,9 @@ TEST(CounterRead, CapabilityBitsMatchTheKernelHeader) {
   page.cap_user_rdpmc = 0;
   page.cap_user_time = 1;
   EXPECT_EQ(page.capabilities, detail::kCapUserTime);
+  page.cap_user_time = 0;
+  page.cap_user_time_short = 1;
+  EXPECT_EQ(page.capabilities, detail::kCapUserTimeShort);
 }
 
 TEST(CounterRead, FakePagesCommitValuesAndTimes) {
@@ -64,6 +71,7 @@ TEST(CounterRead, FakePagesCommitValuesAndTimes) {
             ReadStatus::kCommitted);
   EXPECT_EQ(result.count, kMaxReadEvents);
   EXPECT_EQ(result.cpu, pin.cpu());
+  EXPECT_FALSE(result.times_current) << "no page has cap_user_time";
   for (std::size_t i = 0; i < kMaxReadEvents; ++i) {
     EXPECT_EQ(result.values[i], 1000 + i + 100 * i);
     EXPECT_EQ(result.time_enabled[i], 1000u);
@@ -101,8 +109,109 @@ TEST(CounterRead, UserTimeExtrapolatesWithTheTsc) {
             ReadStatus::kCommitted);
   EXPECT_EQ(result.time_enabled[0], 1250u);
   EXPECT_EQ(result.time_running[0], 750u);
+  EXPECT_TRUE(result.times_current);
   EXPECT_EQ(TscToPerfTimeDelta(3 << 10 | 5, 100, 8, 10), 100u + 3 * 8 + ((5 * 8) >> 10));
 }
+
+// Without cap_user_time the kernel updates the page's times only at sched-in
+// and overflow: the read passes them on unchanged and says they are stale,
+// also when only one page of the group lacks the capability.
+TEST(CounterRead, NoUserTimeKeepsThePageTimesAndSaysSo) {
+  if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
+  ScopedPinHere pin;
+  if (!pin.pinned()) GTEST_SKIP() << "cannot pin to one CPU";
+  const std::uint64_t fake[2] = {7, 8};
+  perf_event_mmap_page with = MakePage(1, 0);
+  with.cap_user_time = 1;
+  with.time_mult = 0;
+  with.time_offset = 250;
+  perf_event_mmap_page without = MakePage(2, 0);
+  without.time_mult = 1;  // would move the times if anything applied it
+  without.time_offset = 99;
+  const perf_event_mmap_page* ptrs[2] = {&with, &without};
+  CounterReadResult result;
+  ASSERT_EQ(ReadCountersOnCpu(pin.cpu(), ptrs, &result, PmcSource::Fake(fake)),
+            ReadStatus::kCommitted);
+  EXPECT_FALSE(result.times_current);
+  EXPECT_EQ(result.time_enabled[0], 1250u);
+  EXPECT_EQ(result.time_running[0], 750u);
+  EXPECT_EQ(result.time_enabled[1], 1000u);
+  EXPECT_EQ(result.time_running[1], 500u);
+  EXPECT_EQ(result.values[1], 8u);
+}
+
+// cap_user_time_short (include/uapi/linux/perf_event.h): a clock narrower
+// than 64 bits wraps; time_cycles + ((cyc - time_cycles) & time_mask) undoes
+// the wrap before the conversion.
+TEST(CounterRead, ShortCyclesUndoTheWrap) {
+  // A 32-bit clock that wrapped since the kernel sampled 0xfffffff0.
+  EXPECT_EQ(ExtendShortCycles(0x10, 0xfffffff0, 0xffffffff), 0x100000010u);
+  EXPECT_EQ(ExtendShortCycles(0x5, 0x1, 0xffffffff), 0x5u);  // no wrap
+  // A 64-bit read of the same clock carries high bits the mask drops.
+  EXPECT_EQ(ExtendShortCycles(0xabcd00000010, 0xfffffff0, 0xffffffff), 0x100000010u);
+  EXPECT_EQ(ExtendShortCycles(12345, 77, 0), 77u);
+}
+
+#if defined(__x86_64__)
+// A page whose clock is a cap_user_time_short one.
+perf_event_mmap_page ShortClockPage(std::uint32_t mult, std::uint16_t shift, std::uint64_t offset,
+                                    std::uint64_t cycles, std::uint64_t mask) {
+  perf_event_mmap_page page = MakePage(1, 0);
+  page.cap_user_time = 1;
+  page.cap_user_time_short = 1;
+  page.time_mult = mult;
+  page.time_shift = shift;
+  page.time_offset = offset;
+  page.time_cycles = cycles;
+  page.time_mask = mask;
+  return page;
+}
+
+// Reads `page` through the fake section on the pinned CPU.
+ReadStatus ReadOne(const ScopedPinHere& pin, const perf_event_mmap_page& page,
+                   CounterReadResult* result) {
+  static const std::uint64_t fake[1] = {7};
+  const perf_event_mmap_page* ptr = &page;
+  return ReadCountersOnCpu(pin.cpu(), {&ptr, 1}, result, PmcSource::Fake(fake));
+}
+
+// The section copies time_cycles/time_mask under the page's seqlock and the
+// read applies them. A zero mask freezes the clock at time_cycles, so the
+// result is exact whatever the TSC says.
+TEST(CounterRead, ShortUserTimeUsesTimeCyclesAndMask) {
+  if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
+  ScopedPinHere pin;
+  if (!pin.pinned()) GTEST_SKIP() << "cannot pin to one CPU";
+  const perf_event_mmap_page page = ShortClockPage(3, 1, 40, 1000, 0);
+  CounterReadResult result;
+  ASSERT_EQ(ReadOne(pin, page, &result), ReadStatus::kCommitted);
+  EXPECT_TRUE(result.times_current);
+  const std::uint64_t delta = 40 + 1000 / 2 * 3;  // time_offset + (cyc >> 1) * 3
+  EXPECT_EQ(result.time_enabled[0], 1000u + delta);
+  EXPECT_EQ(result.time_running[0], 500u + delta);
+}
+
+// A 32-bit clock whose last kernel sample lies "ahead" of the TSC in the
+// high bits: cyc - time_cycles wraps around 2^64 and only the mask gives
+// the cycles elapsed since the sample (1000 + however long the read took).
+TEST(CounterRead, ShortUserTimeMasksAWrappedDifference) {
+  if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
+  ScopedPinHere pin;
+  if (!pin.pinned()) GTEST_SKIP() << "cannot pin to one CPU";
+  const std::uint64_t before = __rdtsc();
+  const std::uint64_t time_cycles = 0xffffffff00000000ull | ((before - 1000) & 0xffffffff);
+  const perf_event_mmap_page page = ShortClockPage(1, 0, 0, time_cycles, 0xffffffff);
+  CounterReadResult result;
+  ASSERT_EQ(ReadOne(pin, page, &result), ReadStatus::kCommitted);
+  const std::uint64_t after = __rdtsc();
+  ASSERT_LT(after - before, std::uint64_t{1} << 31) << "read took too long to check";
+  const std::uint64_t elapsed = result.time_enabled[0] - 1000 - time_cycles;
+  EXPECT_GE(elapsed, 1000u);
+  EXPECT_LE(elapsed, 1000u + (after - before));
+  EXPECT_EQ(result.time_running[0] - 500, result.time_enabled[0] - 1000);
+  EXPECT_TRUE(result.times_current);
+}
+#endif  // __x86_64__
 
 TEST(CounterRead, IndexZeroOrNoRdpmcAsksForRead) {
   if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
@@ -116,6 +225,8 @@ TEST(CounterRead, IndexZeroOrNoRdpmcAsksForRead) {
   EXPECT_EQ(ReadCountersOnCpu(pin.cpu(), ptrs, &result, PmcSource::Fake(fake)),
             ReadStatus::kNeedRead);
   EXPECT_EQ(result.need_read_index, 1u);
+  EXPECT_EQ(result.count, 0u);
+  EXPECT_FALSE(result.times_current);
   b.index = 2;
   b.cap_user_rdpmc = 0;
   EXPECT_EQ(ReadCountersOnCpu(pin.cpu(), ptrs, &result, PmcSource::Fake(fake)),

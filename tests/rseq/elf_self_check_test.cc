@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "pmu/rseq/arch.h"
+#include "pmu/rseq/read_fault.h"
 
 namespace {
 
@@ -112,8 +113,34 @@ TEST(RseqElfSelfCheck, DescriptorsFollowTheAbi) {
       EXPECT_TRUE(exit_ip < start || exit_ip >= start + descs[d].post_commit_offset);
     }
   }
-  std::printf("[rseq] %zu descriptors, %zu exit points checked\n", count,
-              static_cast<std::size_t>(exits.size / 16));
+
+  // The ReadPages table (pseudocode.h) names read-section descriptors, and
+  // the fault handler's lookup accepts the abort_ip of those and no other.
+  std::size_t read_sections = 0;
+  if (pmu::rseq::detail::arch::kHasCounterReadSection) {
+    const std::string table_name = pmu::rseq::detail::kReadSectionTable;
+    ASSERT_TRUE(sections.count(table_name)) << "no " << table_name << " section";
+    const Section table = sections.at(table_name);
+    ASSERT_EQ(table.size % sizeof(std::uint64_t), 0u);
+    ASSERT_EQ(table.addr % sizeof(std::uint64_t), 0u);
+    read_sections = table.size / sizeof(std::uint64_t);
+    EXPECT_GE(read_sections, 2u) << "expected the hardware and the fake read section";
+    const auto* entries = reinterpret_cast<const std::uint64_t*>(bias + table.addr);
+    std::set<std::uint64_t> listed;
+    for (std::size_t i = 0; i < read_sections; ++i) {
+      EXPECT_TRUE(pointed.count(entries[i])) << "table entry is not a descriptor";
+      listed.insert(entries[i]);
+    }
+    EXPECT_EQ(listed.size(), read_sections);
+    for (std::size_t i = 0; i < count; ++i) {
+      const auto address = reinterpret_cast<std::uint64_t>(&descs[i]);
+      EXPECT_EQ(pmu::rseq::detail::IsReadSectionAbortIp(descs[i].abort_ip),
+                listed.count(address) != 0)
+          << "descriptor " << i;
+    }
+  }
+  std::printf("[rseq] %zu descriptors (%zu read sections), %zu exit points checked\n", count,
+              read_sections, static_cast<std::size_t>(exits.size / 16));
 }
 
 }  // namespace

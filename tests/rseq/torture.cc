@@ -23,6 +23,7 @@
 #include "pmu/rseq/inject.h"
 #include "pmu/rseq/per_cpu_counter.h"
 #include "pmu/rseq/per_cpu_ring.h"
+#include "pmu/rseq/read_fault.h"
 
 namespace pmu::rseq::torture {
 namespace {
@@ -217,8 +218,10 @@ std::atomic<bool> g_read_handler_failed{false};
 std::atomic<std::uint64_t> g_read_handler_reads{0};
 
 // Checks one committed result: every page must be one whole generation g
-// (value = g * kValueStep, enabled = 8g, running = 7g after the time math).
+// (value = g * kValueStep, enabled = 8g, running = 7g after the time math,
+// which needs time_offset and time_cycles of the same generation).
 bool ConsistentResult(const CounterReadResult& res, std::uint64_t* generations) {
+  if (!res.times_current) return false;
   for (std::uint32_t i = 0; i < res.count; ++i) {
     const std::uint64_t en = res.time_enabled[i];
     if (en % 8 != 0) return false;
@@ -232,8 +235,47 @@ bool ConsistentResult(const CounterReadResult& res, std::uint64_t* generations) 
   return true;
 }
 
+// Reads that must fault (read_fault.h): a fake counter array at a
+// non-canonical address makes the section's counter load raise #GP, as a
+// switched-off rdpmc does. Done by workers and, nested, by signal handlers
+// that may have interrupted another read.
+#if defined(__x86_64__)
+const volatile std::uint64_t* const kFaultingCounters =
+    reinterpret_cast<const volatile std::uint64_t*>(0x8000000000000000ull);
+#else
+const volatile std::uint64_t* const kFaultingCounters = nullptr;  // no read section
+#endif
+perf_event_mmap_page g_fault_page;  // index 1, cap_user_rdpmc, never written
+std::atomic<std::uint64_t> g_faults_seen{0};
+std::atomic<bool> g_fault_status_wrong{false};
+
+void FaultingRead() {
+  if (kFaultingCounters == nullptr) return;
+  const perf_event_mmap_page* page = &g_fault_page;
+  CounterReadResult res;
+  switch (ReadCountersOnCpu(CurrentCpu(), {&page, 1}, &res, PmcSource::Fake(kFaultingCounters))) {
+    case ReadStatus::kFaulted:
+      g_faults_seen.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case ReadStatus::kWrongCpu:  // migrated before the section
+      break;
+    case ReadStatus::kNeedRead:  // no rseq in this process
+      if (CurrentMode() != Mode::kUnavailable) g_fault_status_wrong.store(true);
+      break;
+    case ReadStatus::kCommitted:
+    case ReadStatus::kAborted:
+      g_fault_status_wrong.store(true);
+      break;
+  }
+}
+
 void ReadSignalAction() {
   if (g_read == nullptr) return;
+#if !defined(__SANITIZE_THREAD__)
+  // (TSan runs signal handlers with every signal blocked: a fault in one
+  // could not be delivered.)
+  if (g_read_handler_reads.load(std::memory_order_relaxed) % 2 == 0) FaultingRead();
+#endif
   const int cpu = CurrentCpu();
   if (cpu < 0 || static_cast<std::size_t>(cpu) >= g_read->per_cpu.size()) return;
   CounterReadResult res;
@@ -260,7 +302,8 @@ void WritePage(perf_event_mmap_page* page, std::size_t page_number, std::uint64_
   StoreRelaxed(&page->offset, static_cast<std::int64_t>(g * kValueStep - raw));
   StoreRelaxed(&page->time_enabled, g * 3);
   StoreRelaxed(&page->time_running, g * 2);
-  StoreRelaxed(&page->time_offset, g * 5);
+  StoreRelaxed(&page->time_offset, g * 4);
+  StoreRelaxed(&page->time_cycles, g);  // mask 0: cycles = g, delta = 4g + g
   std::atomic_thread_fence(std::memory_order_release);
   __atomic_store_n(&page->lock, lock + 2, __ATOMIC_RELEASE);
 }
@@ -440,9 +483,11 @@ Report RunCounterRead(const Options& options) {
     std::memset(&page, 0, sizeof(page));
     page.cap_user_rdpmc = 1;
     page.cap_user_time = 1;
+    page.cap_user_time_short = 1;
     page.pmc_width = 64;
-    page.time_mult = 0;
+    page.time_mult = 1;
     page.time_shift = 0;
+    page.time_mask = 0;
     WritePage(&page, i, 1, state->fake);
   }
   state->per_cpu.resize(static_cast<std::size_t>(cpus));
@@ -455,6 +500,18 @@ Report RunCounterRead(const Options& options) {
   g_read = state.get();
   g_read_handler_failed.store(false);
   g_read_handler_reads.store(0);
+  std::memset(&g_fault_page, 0, sizeof(g_fault_page));
+  g_fault_page.index = 1;
+  g_fault_page.cap_user_rdpmc = 1;
+  g_fault_page.pmc_width = 64;
+  g_faults_seen.store(0);
+  g_fault_status_wrong.store(false);
+  if (!InstallReadFaultHandler()) {
+    report.ok = false;
+    report.message = "could not install the read fault handler";
+    return report;
+  }
+  const std::uint64_t faults_before = ReadFaultsHandled();
 
   std::atomic<bool> writer_stop{false};
   std::thread writer([&] {
@@ -470,7 +527,8 @@ Report RunCounterRead(const Options& options) {
   ScopedSignalAction action(&ReadSignalAction);
   ScopedInjection injection(options.inject, 10);
   const int n = ThreadCount(options);
-  std::atomic<std::uint64_t> committed{0}, need_read{0}, wrong_cpu{0}, aborted{0}, ops{0};
+  std::atomic<std::uint64_t> committed{0}, need_read{0}, wrong_cpu{0}, aborted{0}, faulted{0},
+      ops{0};
   std::atomic<bool> torn{false};
   RunWorkers(n, options.seconds, options.signals, [&](int, const std::atomic<bool>& stop) {
     std::vector<std::uint64_t> generations(static_cast<std::size_t>(cpus * kPagesPerCpu), 0);
@@ -496,8 +554,12 @@ Report RunCounterRead(const Options& options) {
         case ReadStatus::kAborted:
           aborted.fetch_add(1, std::memory_order_relaxed);
           break;
+        case ReadStatus::kFaulted:
+          faulted.fetch_add(1, std::memory_order_relaxed);
+          break;
       }
       ++i;
+      if (i % 53 == 0) FaultingRead();
       Perturb(i, options.signals);
     }
     ops.fetch_add(i);
@@ -505,6 +567,8 @@ Report RunCounterRead(const Options& options) {
   writer_stop.store(true);
   writer.join();
   g_read = nullptr;
+  RemoveReadFaultHandler();
+  const std::uint64_t faults_handled = ReadFaultsHandled() - faults_before;
 
   report.operations = ops.load();
   report.handler_operations = g_read_handler_reads.load();
@@ -513,6 +577,18 @@ Report RunCounterRead(const Options& options) {
   if (torn.load() || g_read_handler_failed.load()) {
     report.ok = false;
     report.message = "torn or backwards counter read";
+  } else if (faulted.load() != 0) {
+    report.ok = false;
+    report.message = "a read of fake pages reported a fault";
+  } else if (g_fault_status_wrong.load()) {
+    report.ok = false;
+    report.message = "a faulting read ended committed, aborted or need-read with rseq";
+  } else if (sections && kFaultingCounters != nullptr && g_faults_seen.load() == 0) {
+    report.ok = false;
+    report.message = "no faulting read reported kFaulted";
+  } else if (g_faults_seen.load() > faults_handled) {
+    report.ok = false;
+    report.message = "more kFaulted reads than faults the handler took";
   } else if (sections && committed.load() == 0) {
     report.ok = false;
     report.message = "no read committed although rseq is available";
@@ -520,12 +596,13 @@ Report RunCounterRead(const Options& options) {
     report.ok = false;
     report.message = "a read committed without rseq";
   } else {
-    report.message = "counter-read: " + std::to_string(committed.load()) + " committed, " +
-                     std::to_string(need_read.load()) + " need read(), " +
-                     std::to_string(wrong_cpu.load()) + " wrong cpu, " +
-                     std::to_string(aborted.load()) + " aborted, " +
-                     std::to_string(report.handler_operations) + " in handlers, mode " +
-                     std::string(ModeName(CurrentMode()));
+    report.message =
+        "counter-read: " + std::to_string(committed.load()) + " committed, " +
+        std::to_string(need_read.load()) + " need read(), " + std::to_string(wrong_cpu.load()) +
+        " wrong cpu, " + std::to_string(aborted.load()) + " aborted, " +
+        std::to_string(g_faults_seen.load()) + " faulted (" + std::to_string(faults_handled) +
+        " faults handled), " + std::to_string(report.handler_operations) + " in handlers, mode " +
+        std::string(ModeName(CurrentMode()));
   }
   return report;
 }

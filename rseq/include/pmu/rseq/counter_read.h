@@ -2,19 +2,24 @@
 // events opened for one CPU (pid = -1, cpu = N) on CPU N, all inside one
 // rseq section, so that rdpmc can never read another CPU's counter.
 //
-// Per page, inside the section (see ReadPages in arch/x86_64.h for the
-// pseudocode): page->lock before and after (retry while odd or changed),
-// index != 0 and cap_user_rdpmc (else the section leaves through its
-// "need read()" exit), rdpmc(index - 1) sign-extended by pmc_width plus
-// offset, time_enabled/time_running, and for cap_user_time the TSC together
-// with time_offset/time_mult/time_shift. The commit store publishes the
-// record; the enabled/running extrapolation with the TSC happens after the
-// commit, from that consistent snapshot.
+// What the section does per page, its exits and its results are specified
+// once, in pseudocode.h (ReadPages<kFakePmc>). Times: the kernel keeps a
+// page's time_enabled/time_running current only at sched-in and overflow;
+// user space may extrapolate them to "now" only when the page sets
+// cap_user_time (include/uapi/linux/perf_event.h). ReadCountersOnCpu() does
+// so for every such page, applying cap_user_time_short's
+// time_cycles/time_mask correction first, and says in
+// CounterReadResult::times_current whether every page could be brought up
+// to date.
 //
 // Seam: PmcSource::Fake(counters) replaces `rdpmc(i)` by a load of
 // counters[i] (a different section, same pseudocode), so tests — here and in
 // collectors/ — can drive the whole path with ordinary memory standing in
 // for the pages. The hardware source is the default.
+//
+// Faults: if user rdpmc is switched off while events are open, rdpmc raises
+// SIGSEGV. With InstallReadFaultHandler() (read_fault.h) in place the read
+// returns ReadStatus::kFaulted instead; without it the process dies.
 //
 // Thread safety: any thread; the pages must stay mapped during the call.
 // noexcept, no allocation, no syscall.
@@ -39,6 +44,9 @@ enum class ReadStatus {
   kNeedRead,   // a page has index == 0 or !cap_user_rdpmc, rseq is
                // unavailable, or the ISA has no read section: use read()
   kAborted,    // aborted kMaxAbortsBeforeFallback times in a row; try later
+  kFaulted,    // rdpmc raised a fault (user rdpmc switched off at run time)
+               // and the handler of read_fault.h turned it into an abort:
+               // use read(), and use rdpmc again only after revalidating it
 };
 
 std::string_view ReadStatusName(ReadStatus status) noexcept;
@@ -51,6 +59,12 @@ struct CounterReadResult {
   std::array<std::uint64_t, kMaxReadEvents> values{};
   std::array<std::uint64_t, kMaxReadEvents> time_enabled{};
   std::array<std::uint64_t, kMaxReadEvents> time_running{};
+  // kCommitted: true when every page had cap_user_time, so time_enabled and
+  // time_running were extrapolated to the moment of the read. False when at
+  // least one page lacked it (paravirtual clocks, an unstable TSC): that
+  // page's times are those of its last sched-in or overflow, not current,
+  // and must not be paired with the value as if they were.
+  bool times_current = false;
 };
 
 // Where the section gets raw counter values from.
@@ -71,10 +85,17 @@ ReadStatus ReadCountersOnCpu(int cpu, std::span<const perf_event_mmap_page* cons
                              CounterReadResult* out,
                              PmcSource source = PmcSource::Hardware()) noexcept;
 
-// The user-time extrapolation of perf_event_mmap_page, on a snapshot:
-// time_offset + (tsc >> shift) * mult + (((tsc & mask) * mult) >> shift).
+// The user-time extrapolation of perf_event_mmap_page, on a snapshot
+// (pseudocode.h): time_offset + (tsc >> shift) * mult
+// + (((tsc & ((1 << shift) - 1)) * mult) >> shift).
 std::uint64_t TscToPerfTimeDelta(std::uint64_t tsc, std::uint64_t time_offset,
                                  std::uint32_t time_mult, std::uint32_t time_shift) noexcept;
+
+// cap_user_time_short: the clock behind the page is narrower than 64 bits,
+// so the cycles passed to TscToPerfTimeDelta() are
+// time_cycles + ((cycles - time_cycles) & time_mask).
+std::uint64_t ExtendShortCycles(std::uint64_t cycles, std::uint64_t time_cycles,
+                                std::uint64_t time_mask) noexcept;
 
 }  // namespace pmu::rseq
 

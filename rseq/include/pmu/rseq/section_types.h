@@ -1,6 +1,7 @@
 // Plain data shared between the portable primitives and the per-ISA critical
-// sections (arch/*.h). The sections address these fields through offsetof()
-// immediates, so every layout assumption is pinned by a static_assert below.
+// sections (arch/*.h; specified in pseudocode.h). The sections address these
+// fields through offsetof() immediates or literals, so every layout
+// assumption is pinned by a static_assert below.
 #ifndef PMU_RSEQ_SECTION_TYPES_H_
 #define PMU_RSEQ_SECTION_TYPES_H_
 
@@ -10,13 +11,6 @@
 #include <cstdint>
 
 namespace pmu::rseq::detail {
-
-// Results every section returns (the pseudocode in arch/*.h uses them).
-inline constexpr int kSectionCommitted = 0;
-inline constexpr int kSectionCompareFailed = 1;
-inline constexpr int kSectionAborted = -1;
-// Counter-read only: an exit point that asks for read() instead.
-inline constexpr int kSectionNeedRead = 2;
 
 inline constexpr std::size_t kCacheLine = 64;
 
@@ -50,9 +44,11 @@ struct RawPageRead {
   std::uint64_t tsc;  // rdtsc, only when cap_user_time
   std::uint64_t capabilities;
   std::uint32_t time_mult;
-  std::uint32_t time_shift;  // zero-extended u16
+  std::uint32_t time_shift;   // zero-extended u16
+  std::uint64_t time_cycles;  // only when cap_user_time
+  std::uint64_t time_mask;    // only when cap_user_time
 };
-static_assert(sizeof(RawPageRead) == 56);
+static_assert(sizeof(RawPageRead) == 72);
 static_assert(offsetof(RawPageRead, value) == 0);
 static_assert(offsetof(RawPageRead, time_enabled) == 8);
 static_assert(offsetof(RawPageRead, time_running) == 16);
@@ -61,6 +57,8 @@ static_assert(offsetof(RawPageRead, tsc) == 32);
 static_assert(offsetof(RawPageRead, capabilities) == 40);
 static_assert(offsetof(RawPageRead, time_mult) == 48);
 static_assert(offsetof(RawPageRead, time_shift) == 52);
+static_assert(offsetof(RawPageRead, time_cycles) == 56);
+static_assert(offsetof(RawPageRead, time_mask) == 64);
 
 // Arguments and results of one counter-read section (one pointer operand).
 struct ReadContext {
@@ -90,11 +88,14 @@ static_assert(offsetof(perf_event_mmap_page, pmc_width) == 48);
 static_assert(offsetof(perf_event_mmap_page, time_shift) == 50);
 static_assert(offsetof(perf_event_mmap_page, time_mult) == 52);
 static_assert(offsetof(perf_event_mmap_page, time_offset) == 56);
+static_assert(offsetof(perf_event_mmap_page, time_cycles) == 80);
+static_assert(offsetof(perf_event_mmap_page, time_mask) == 88);
 
 // Bits of perf_event_mmap_page::capabilities (checked against the bitfields
 // in a unit test).
 inline constexpr std::uint64_t kCapUserRdpmc = std::uint64_t{1} << 2;
 inline constexpr std::uint64_t kCapUserTime = std::uint64_t{1} << 3;
+inline constexpr std::uint64_t kCapUserTimeShort = std::uint64_t{1} << 5;
 
 }  // namespace pmu::rseq::detail
 

@@ -1,20 +1,24 @@
 // aarch64 critical sections. Include only through pmu/rseq/arch.h.
 //
-// Same shape as arch/x86_64.h (see there for the common pseudocode), with
-// these aarch64 specifics:
+// Implements the sections of pseudocode.h (the frame, AddU64 and PushWords
+// are specified there, with their results and injection points). aarch64
+// specifics:
 //   - the descriptor address is formed with adrp/add (:lo12:) and stored to
 //     rseq->rseq_cs with a plain str;
 //   - the abort stub is `.inst RSEQ_SIG` (a BRK, never executed) followed by
 //     the abort label, so the 4 bytes before abort_ip equal the signature;
-//   - the ring's commit is a store-release (stlr) so the record's words are
-//     visible before the new head; the consumer loads head with acquire;
+//   - the ring's commit is a store-release (stlr);
 //   - x16/x17 (intra-procedure-call scratch) are the scratch registers; the
 //     injection hooks use x17.
-// There is no counter-read section: arm64 does not give user space access to
-// counters of CPU-wide events, so the read() path is the only one there.
+// There is no ReadPages section: arm64 does not give user space access to
+// counters of CPU-wide events, so the read() path is the only one there and
+// RawPageRead's time_cycles/time_mask (cap_user_time_short, the arm64 case)
+// are never filled here.
 #ifndef PMU_RSEQ_ARCH_DISPATCH_
 #error "Include pmu/rseq/arch.h, not pmu/rseq/arch/aarch64.h"
 #endif
+
+#include <signal.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -28,27 +32,29 @@ inline constexpr bool kHasCounterReadSection = false;
 #error "big-endian aarch64 is not supported (signature byte order)"
 #endif
 static_assert(RSEQ_SIG == 0xd428bc00, "aarch64 little-endian signature used in the abort stubs");
-static_assert(offsetof(struct ::rseq, cpu_id) == 4);
-static_assert(offsetof(struct ::rseq, rseq_cs) == 8);
 
+// The instruction pointer a signal handler's ucontext_t saved.
+inline std::uintptr_t SavedIp(const void* ucontext) noexcept {
+  return static_cast<std::uintptr_t>(static_cast<const ucontext_t*>(ucontext)->uc_mcontext.pc);
+}
 
-#define PMU_RSEQ_A64_ARM_AND_CHECK_CPU_                \
-  "adrp x16, 3b\n\t"                                   \
-  "add x16, x16, :lo12:3b\n\t"                         \
-  "str x16, [%[area], #%c[cs_off]]\n\t"                \
-  "1:\n\t"                                             \
-  "ldr w16, [%[area], #%c[cpu_id_off]]\n\t"            \
-  "cmp w16, %w[cpu]\n\t"                               \
+#define PMU_RSEQ_A64_ARM_AND_CHECK_CPU_     \
+  "adrp x16, 3b\n\t"                        \
+  "add x16, x16, :lo12:3b\n\t"              \
+  "str x16, [%[area], #%c[cs_off]]\n\t"     \
+  "1:\n\t"                                  \
+  "ldr w16, [%[area], #%c[cpu_id_off]]\n\t" \
+  "cmp w16, %w[cpu]\n\t"                    \
   "b.ne 4f\n\t"
 
-#define PMU_RSEQ_A64_ABORT_STUB_                       \
-  ".pushsection __rseq_failure, \"ax?\"\n\t"           \
-  ".inst 0xd428bc00\n\t"                               \
-  "4:\n\t"                                             \
-  "b %l[aborted]\n\t"                                  \
+#define PMU_RSEQ_A64_ABORT_STUB_             \
+  ".pushsection __rseq_failure, \"ax?\"\n\t" \
+  ".inst 0xd428bc00\n\t"                     \
+  "4:\n\t"                                   \
+  "b %l[aborted]\n\t"                        \
   ".popsection\n\t"
 
-// AddU64: see arch/x86_64.h (same pseudocode).
+// AddU64 (pseudocode.h): ldr, add, then the str is the commit.
 inline int AddU64(struct ::rseq* area, std::uint32_t cpu, std::uint64_t* slot,
                   std::uint64_t delta) noexcept {
   asm goto(PMU_RSEQ_DESCRIPTOR_ASM_
@@ -69,7 +75,7 @@ aborted:
   return kSectionAborted;
 }
 
-// PushWords<kWords>: see arch/x86_64.h (same pseudocode); commit is stlr.
+// PushWords<kWords> (pseudocode.h): a copy loop; the commit is stlr.
 template <std::size_t kWords>
 int PushWords(struct ::rseq* area, std::uint32_t cpu, RingControl* ring,
               const std::uint64_t* src) noexcept {

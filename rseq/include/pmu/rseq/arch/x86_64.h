@@ -1,24 +1,20 @@
 // x86-64 critical sections. Include only through pmu/rseq/arch.h.
 //
-// Common shape of every section (labels are assembler-local numbers):
-//   3: descriptor in __rseq_cs {version 0, flags 0, start_ip = 1,
-//      post_commit_offset = 2 - 1, abort_ip = 4}; its address goes in
-//      __rseq_cs_ptr_array, and each (start_ip, exit_ip) pair of the section
-//      goes in __rseq_exit_point_array.
-//      rseq->rseq_cs = &3           (arms the section; before start_ip)
-//   1: if rseq->cpu_id != cpu: goto abort   (-1 or -2 never equals a CPU)
-//      ... loads, checks, stores to memory nobody else sees yet ...
-//      one commit store
-//   2: (post-commit: the section is over)
-//   4: in __rseq_failure, preceded by the 4 signature bytes RSEQ_SIG (encoded
-//      as the trailing imm32 of a `ud1` so disassemblers stay in sync):
-//      jump to the C++ abort label.
-// No syscall, no call and no store to shared memory other than the commit
-// happens between 1 and 2. TSO makes the commit store ordered after the
-// stores and loads before it, so no fence is needed.
+// Implements the sections of pseudocode.h (the frame, AddU64, PushWords and
+// ReadPages are specified there, with their results and injection points).
+// x86-64 specifics:
+//   - the abort stub puts RSEQ_SIG in the trailing imm32 of a `ud1`, so the
+//     4 bytes before abort_ip are the signature and disassemblers stay in
+//     sync;
+//   - TSO orders the commit store after every load and store before it, so
+//     no fence is needed; AddU64 commits with one unlocked `add` to memory;
+//   - the scratch register of the injection hooks is %eax (clobbered in
+//     every build).
 #ifndef PMU_RSEQ_ARCH_DISPATCH_
 #error "Include pmu/rseq/arch.h, not pmu/rseq/arch/x86_64.h"
 #endif
+
+#include <signal.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -29,35 +25,29 @@ inline constexpr bool kSectionsSupported = true;
 inline constexpr bool kHasCounterReadSection = true;
 
 static_assert(RSEQ_SIG == 0x53053053, "x86-64 signature used in the abort stubs");
-static_assert(offsetof(struct ::rseq, cpu_id_start) == 0);
-static_assert(offsetof(struct ::rseq, cpu_id) == 4);
-static_assert(offsetof(struct ::rseq, rseq_cs) == 8);
-static_assert(sizeof(struct ::rseq_cs) == 32 && alignof(struct ::rseq_cs) == 32);
 
+// The instruction pointer a signal handler's ucontext_t saved.
+inline std::uintptr_t SavedIp(const void* ucontext) noexcept {
+  return static_cast<std::uintptr_t>(
+      static_cast<const ucontext_t*>(ucontext)->uc_mcontext.gregs[REG_RIP]);
+}
 
-#define PMU_RSEQ_X86_ARM_AND_CHECK_CPU_                \
-  "leaq 3b(%%rip), %%rax\n\t"                          \
-  "movq %%rax, %c[cs_off](%[area])\n\t"                \
-  "1:\n\t"                                             \
-  "cmpl %[cpu], %c[cpu_id_off](%[area])\n\t"           \
+#define PMU_RSEQ_X86_ARM_AND_CHECK_CPU_      \
+  "leaq 3b(%%rip), %%rax\n\t"                \
+  "movq %%rax, %c[cs_off](%[area])\n\t"      \
+  "1:\n\t"                                   \
+  "cmpl %[cpu], %c[cpu_id_off](%[area])\n\t" \
   "jnz 4f\n\t"
 
-#define PMU_RSEQ_X86_ABORT_STUB_                       \
-  ".pushsection __rseq_failure, \"ax?\"\n\t"           \
-  ".byte 0x0f, 0xb9, 0x3d\n\t"                         \
-  ".long 0x53053053\n\t"                               \
-  "4:\n\t"                                             \
-  "jmp %l[aborted]\n\t"                                \
+#define PMU_RSEQ_X86_ABORT_STUB_             \
+  ".pushsection __rseq_failure, \"ax?\"\n\t" \
+  ".byte 0x0f, 0xb9, 0x3d\n\t"               \
+  ".long 0x53053053\n\t"                     \
+  "4:\n\t"                                   \
+  "jmp %l[aborted]\n\t"                      \
   ".popsection\n\t"
 
-// AddU64: per-CPU counter increment.
-//   rseq_cs = &desc
-//   start:  if cpu_id != cpu            -> abort (-1)
-//                                       [inject 0, inject 1]
-//           *slot += delta              (commit: one read-modify-write
-//                                        instruction, not locked) -> 0
-// x86 can add to memory in the single commit instruction, so there is no
-// window between the load and the store for preemption to hit.
+// AddU64 (pseudocode.h): load, add and commit are one `addq` to memory.
 inline int AddU64(struct ::rseq* area, std::uint32_t cpu, std::uint64_t* slot,
                   std::uint64_t delta) noexcept {
   asm goto(PMU_RSEQ_DESCRIPTOR_ASM_
@@ -76,18 +66,7 @@ aborted:
   return kSectionAborted;
 }
 
-// PushWords<kWords>: append one record of kWords 8-byte words to a ring.
-//   rseq_cs = &desc
-//   start:  if cpu_id != cpu                  -> abort (-1)
-//           if ring->lock != 0                -> compare failed (1)
-//           h = ring->head
-//           if h - ring->tail > ring->mask    -> compare failed (1) (full)
-//           dst = ring->buffer + (h & ring->mask) * 8 * kWords   [inject 2]
-//           for i in [0, kWords): dst[i] = src[i]                [inject 3]
-//             (x86-64: unrolled, 8 bytes per move)
-//           ring->head = h + 1               (commit) -> 0       [inject 1 before]
-// The copy targets a slot no consumer reads until head moves, so an abort
-// in the middle of it leaves nothing visible.
+// PushWords<kWords> (pseudocode.h): the copy is unrolled by the assembler.
 template <std::size_t kWords>
 int PushWords(struct ::rseq* area, std::uint32_t cpu, RingControl* ring,
               const std::uint64_t* src) noexcept {
@@ -134,41 +113,24 @@ compare_failed:
   return kSectionCompareFailed;
 }
 
-// The one instruction that differs between the hardware section and the
-// test seam: counter number in %ecx in, 64-bit raw count in %rax out.
+// ReadPages<kFakePmc> (pseudocode.h). The one instruction that differs
+// between the hardware section and the test seam: counter number in %ecx
+// in, 64-bit raw count in %rax out.
 #define PMU_RSEQ_X86_RDPMC_ \
   "rdpmc\n\t"               \
   "shlq $32, %%rdx\n\t"     \
   "orq %%rdx, %%rax\n\t"
-#define PMU_RSEQ_X86_FAKE_PMC_                  \
-  "movq 16(%[ctx]), %%rdx\n\t"        \
+#define PMU_RSEQ_X86_FAKE_PMC_ \
+  "movq 16(%[ctx]), %%rdx\n\t" \
   "movq (%%rdx, %%rcx, 8), %%rax\n\t"
 
-// ReadPages<kFakePmc>: read ctx->count perf mmap pages on one CPU.
-//   rseq_cs = &desc
-//   start:  if cpu_id != cpu                        -> abort (-1)
-//           for i in [0, count):
-//             page = pages[i]
-//    retry:   seq = page->lock                        [inject 4]
-//             if seq odd: goto retry                  (writer mid-update)
-//             if page->index == 0 or !cap_user_rdpmc:
-//               if page->lock != seq: goto retry
-//               ctx->stopped_at = i                   -> need read() (2)
-//             raw = rdpmc(index - 1)   (fake: fake_counters[index - 1])
-//             out[i].value = page->offset + sext(raw, pmc_width)
-//             out[i].{time_enabled, time_running, time_offset, time_mult,
-//                     time_shift, capabilities} = page->...
-//             if cap_user_time: out[i].tsc = rdtsc
-//             if page->lock != seq: goto retry        [inject 5 before]
-//           ctx->committed = 1       (commit) -> 0    [inject 1 before]
-// All stores before the commit go to the caller's private scratch, which the
-// caller reads only after a commit.
-// The read section spells its field offsets as literals (asm allows only 30
+// The section spells the field offsets of ReadContext, RawPageRead and
+// perf_event_mmap_page as literals (an asm statement takes at most 30
 // operands); section_types.h pins every one of them with a static_assert.
-
 #define PMU_RSEQ_X86_READ_PAGES_ASM_(PMC) \
   asm goto(PMU_RSEQ_DESCRIPTOR_ASM_ \
            PMU_RSEQ_EXIT_POINT_ASM_("%l[need_read]") \
+           PMU_RSEQ_READ_SECTION_TABLE_ASM_ \
            PMU_RSEQ_X86_ARM_AND_CHECK_CPU_ \
            PMU_RSEQ_INJECT_ASM(0) \
            "xorl %%r8d, %%r8d\n\t" \
@@ -216,11 +178,15 @@ compare_failed:
            "shlq $32, %%rdx\n\t" \
            "orq %%rdx, %%rax\n\t" \
            "movq %%rax, 32(%%r9)\n\t" \
+           "movq 80(%%r10), %%rax\n\t" \
+           "movq %%rax, 56(%%r9)\n\t" \
+           "movq 88(%%r10), %%rax\n\t" \
+           "movq %%rax, 64(%%r9)\n\t" \
            "12:\n\t" \
            PMU_RSEQ_INJECT_ASM(5) \
            "cmpl 8(%%r10), %%r11d\n\t" \
            "jnz 11b\n\t" \
-           "addq $56, %%r9\n\t" \
+           "addq %[raw_size], %%r9\n\t" \
            "incq %%r8\n\t" \
            "jmp 10b\n\t" \
            "18:\n\t" \
@@ -235,7 +201,8 @@ compare_failed:
            PMU_RSEQ_X86_ABORT_STUB_ \
            : \
            : PMU_RSEQ_AREA_OPERANDS_, [ctx] "r"(ctx), \
-             [cap_rdpmc] "i"(kCapUserRdpmc), [cap_time] "i"(kCapUserTime) \
+             [cap_rdpmc] "i"(kCapUserRdpmc), [cap_time] "i"(kCapUserTime), \
+             [raw_size] "i"(sizeof(RawPageRead)) \
            : "rax", "rcx", "rdx", "r8", "r9", "r10", "r11", "memory", "cc" \
            : aborted, need_read);
 
