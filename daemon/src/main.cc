@@ -14,6 +14,7 @@
 
 #include <pmu/rseq/abi.h>
 #include <pmu/rseq/membarrier.h>
+#include <pmu/rseq/read_fault.h>
 
 #include "pmu/collectors/pfm.h"
 #include "pmu/collectors/perf_syscalls.h"
@@ -192,6 +193,10 @@ int main(int argc, char** argv) {
   // membarrier's RSEQ command must be registered while the process is still
   // single-threaded; the rings use it to fence producers when it is there.
   const bool membarrier = pmu::rseq::RegisterMembarrierRseq();
+  // A rdpmc that faults (user rdpmc switched off at run time) becomes a
+  // read() fallback instead of killing the daemon; installed while
+  // single-threaded so every thread sees it.
+  const bool fault_handler = pmu::rseq::InstallReadFaultHandler();
   signal(SIGPIPE, SIG_IGN);
 
   pmu::daemon::InitLogging();
@@ -240,6 +245,10 @@ int main(int argc, char** argv) {
                  pmu::metrics::kRevision, config.source);
     spdlog::info("{}; membarrier RSEQ fence {}", pmu::rseq::ModeDescription(),
                  membarrier ? "registered" : "unavailable (rings fence by visiting the CPU)");
+    if (!fault_handler) {
+      spdlog::warn("cannot install the rdpmc fault handler ({}); rdpmc is not used",
+                   std::strerror(errno));
+    }
     return opts.once ? RunOnce(config) : Serve(config, opts.config_path);
   } catch (const pmu::metrics::CardinalityError& e) {
     spdlog::error("invalid configuration: {}", e.what());

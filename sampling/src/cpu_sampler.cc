@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <pmu/rseq/abi.h>
+#include <pmu/rseq/read_fault.h>
 
 #include <algorithm>
 #include <cstring>
@@ -25,6 +26,13 @@ bool Agrees(uint64_t rdpmc, uint64_t read) {
   return read - rdpmc <= slack;
 }
 
+// The same for times (ns): read() comes after the section, by at most what a
+// preempted thread may wait in between.
+bool TimesAgree(uint64_t rdpmc, uint64_t read) {
+  constexpr uint64_t kSlackNs = 10'000'000;
+  return read >= rdpmc && read - rdpmc <= kSlackNs;
+}
+
 }  // namespace
 
 const std::shared_ptr<const std::vector<double>>& ReadDurationBuckets() {
@@ -39,6 +47,7 @@ void CpuSampler::Stats::Add(const Stats& other) {
   push_drops += other.push_drops;
   rdpmc_fallbacks += other.rdpmc_fallbacks;
   rdpmc_aborts += other.rdpmc_aborts;
+  rdpmc_faults += other.rdpmc_faults;
   for (const auto& [err, n] : other.read_errors) read_errors[err] += n;
   read_duration.Add(other.read_duration);
 }
@@ -48,7 +57,8 @@ CpuSampler::CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, Sample
     : counters_(std::move(counters)), ring_(ring), options_(options) {
   const size_t n = counters_->groups().size();
   rdpmc_.assign(n, false);
-  rdpmc_candidate_.assign(n, false);
+  rdpmc_recheck_at_.assign(n, 0);
+  last_.assign(n, Last{});
   loop_.Reset();
 }
 
@@ -75,46 +85,76 @@ void CpuSampler::Run() {
   if (sched_setaffinity(0, sizeof(set), &set) != 0) {
     spdlog::debug("cpu {}: cannot pin the sampler: {}", cpu(), std::strerror(errno));
   }
-  ValidateRdpmc();
   loop_.Run(options_.interval, options_.heartbeat, options_.epoch_ns,
             [this](uint64_t slot) { Tick(slot); });
 }
 
-void CpuSampler::ValidateRdpmc() {
+bool CpuSampler::ValidateRdpmc(size_t g) {
 #if defined(__x86_64__)
-  if (!options_.try_rdpmc) return;
-  auto& groups = counters_->groups();
-  for (size_t g = 0; g < groups.size(); ++g) {
-    auto& group = *groups[g];
-    if (!group.MapPages()) continue;
-    bool usable = true;
-    for (const auto* page : group.pages()) {
-      usable = usable && page->cap_user_rdpmc && page->index != 0;
-    }
-    if (!usable) continue;
-    rdpmc_candidate_[g] = true;
-    rseq::CounterReadResult fast;
-    GroupSample slow;
-    if (rseq::ReadCountersOnCpu(cpu(), group.pages(), &fast, options_.pmc) !=
-            rseq::ReadStatus::kCommitted ||
-        group.Read(&slow) != 0) {
-      continue;
-    }
-    bool agree = true;
-    for (uint32_t i = 0; i < slow.count; ++i) agree = agree && Agrees(fast.values[i], slow.values[i]);
-    rdpmc_[g] = agree;
-    if (!agree) {
-      spdlog::warn("cpu {}: rdpmc disagrees with read() for group {}; using read()", cpu(), g);
+  auto& group = *counters_->groups()[g];
+  if (!group.MapPages()) return false;
+  for (const auto* page : group.pages()) {
+    // Times the page cannot extrapolate are stale between sched-ins:
+    // readings would pair a current count with old times.
+    if (!page->cap_user_rdpmc || page->index == 0 || !page->cap_user_time) return false;
+  }
+  rseq::CounterReadResult fast;
+  const rseq::ReadStatus status = rseq::ReadCountersOnCpu(cpu(), group.pages(), &fast, options_.pmc);
+  if (status == rseq::ReadStatus::kFaulted) NoteFault();
+  if (status != rseq::ReadStatus::kCommitted || !fast.times_current) return false;
+  GroupSample slow;
+  if (group.Read(&slow) != 0) return false;
+  Remember(g, slow);
+  for (uint32_t i = 0; i < slow.count; ++i) {
+    if (!Agrees(fast.values[i], slow.values[i]) ||
+        !TimesAgree(fast.time_enabled[i], slow.time_enabled) ||
+        !TimesAgree(fast.time_running[i], slow.time_running)) {
+      if (!rdpmc_disagreement_logged_) {
+        spdlog::warn(
+            "cpu {}: rdpmc disagrees with read() for group {} (event {}: {} vs {}); using "
+            "read(), checked again every {} ticks",
+            cpu(), g, i, fast.values[i], slow.values[i], kRdpmcRecheckTicks);
+        rdpmc_disagreement_logged_ = true;
+      }
+      return false;
     }
   }
+  return true;
+#else
+  (void)g;
+  return false;
 #endif
+}
+
+void CpuSampler::NoteFault() {
+  std::lock_guard lock(stats_mutex_);
+  ++stats_.rdpmc_faults;
+  if (stats_.rdpmc_faults == 1) {
+    spdlog::warn(
+        "cpu {}: rdpmc faulted (user rdpmc switched off at run time, e.g. "
+        "/sys/bus/event_source/devices/cpu/rdpmc = 0); reading with read() instead",
+        cpu());
+  }
+}
+
+void CpuSampler::UpdateReadPaths() {
+  if (!options_.try_rdpmc || rseq::CurrentCpu() != cpu()) return;
+  // The instruction faults where user rdpmc is off: only with the handler
+  // that turns the fault into a fallback.
+  if (options_.pmc.fake_counters == nullptr && !rseq::ReadFaultHandlerInstalled()) return;
+  for (size_t g = 0; g < rdpmc_.size(); ++g) {
+    if (rdpmc_[g] || seq_ < rdpmc_recheck_at_[g]) continue;
+    // Every switch to rdpmc is validated against read(), values and times.
+    rdpmc_[g] = ValidateRdpmc(g);
+    rdpmc_recheck_at_[g] = seq_ + kRdpmcRecheckTicks;
+  }
 }
 
 bool CpuSampler::TryRdpmc(size_t g, GroupSample* s) {
   auto& group = *counters_->groups()[g];
   rseq::CounterReadResult r;
   const rseq::ReadStatus status = rseq::ReadCountersOnCpu(cpu(), group.pages(), &r, options_.pmc);
-  if (status == rseq::ReadStatus::kCommitted) {
+  if (status == rseq::ReadStatus::kCommitted && r.times_current && Plausible(g, r)) {
     s->group = static_cast<uint32_t>(group.group_index());
     s->count = r.count;
     std::copy_n(r.values.begin(), r.count, s->values.begin());
@@ -123,20 +163,60 @@ bool CpuSampler::TryRdpmc(size_t g, GroupSample* s) {
     s->path = ReadPath::kRdpmc;
     return true;
   }
-  std::lock_guard lock(stats_mutex_);
-  if (status == rseq::ReadStatus::kNeedRead) {
-    // The counter left the PMU (index 0) or rdpmc was withdrawn: read() now,
-    // look again later.
-    rdpmc_[g] = false;
-    ++stats_.rdpmc_fallbacks;
-  } else if (status == rseq::ReadStatus::kAborted) {
-    ++stats_.rdpmc_aborts;
+  if (status == rseq::ReadStatus::kAborted || status == rseq::ReadStatus::kWrongCpu) {
+    std::lock_guard lock(stats_mutex_);
+    stats_.rdpmc_aborts += status == rseq::ReadStatus::kAborted ? 1 : 0;
+    return false;  // read() this time, rdpmc again next tick
   }
+  // The counter left the PMU (index 0), rdpmc was withdrawn or faulted, the
+  // times stopped being current, or the value cannot be a count: read() until
+  // validated again.
+  if (status == rseq::ReadStatus::kFaulted) NoteFault();
+  rdpmc_[g] = false;
+  rdpmc_recheck_at_[g] = seq_ + kRdpmcRecheckTicks;
+  std::lock_guard lock(stats_mutex_);
+  ++stats_.rdpmc_fallbacks;
   return false;
 }
 
+void CpuSampler::Remember(size_t g, const GroupSample& s) {
+  Last& last = last_[g];
+  last.valid = true;
+  last.ns = collectors::MonotonicNanos();
+  last.count = s.count;
+  std::copy_n(s.values.begin(), s.count, last.values.begin());
+}
+
+// A committed rdpmc reading that no counter can have produced since the last
+// reading: lower than it, or higher by more than kMaxEventsPerSecond allows
+// for the time between them (a counter whose user rdpmc the kernel disabled
+// reads 0, and the value becomes the page offset, about 2^47).
+bool CpuSampler::Plausible(size_t g, const rseq::CounterReadResult& r) {
+  const Last& last = last_[g];
+  if (!last.valid || last.count != r.count) return true;
+  const int64_t elapsed_ns = std::max<int64_t>(collectors::MonotonicNanos() - last.ns, 0);
+  const double bound = kMaxEventsPerSecond * static_cast<double>(elapsed_ns) * 1e-9 + 1e6;
+  for (uint32_t i = 0; i < r.count; ++i) {
+    if (r.values[i] < last.values[i] ||
+        static_cast<double>(r.values[i] - last.values[i]) > bound) {
+      if (!rdpmc_implausible_logged_) {
+        spdlog::warn(
+            "cpu {}: rdpmc read {} for group {} event {} after {} {} ms before: not a count "
+            "(user rdpmc disabled for this counter?); using read(), checked again every {} ticks",
+            cpu(), r.values[i], g, i, last.values[i], elapsed_ns / 1'000'000, kRdpmcRecheckTicks);
+        rdpmc_implausible_logged_ = true;
+      }
+      return false;
+    }
+  }
+  return true;
+}
+
 bool CpuSampler::ReadGroup(size_t g, GroupSample* s) {
-  if (rdpmc_[g] && TryRdpmc(g, s)) return true;
+  if (rdpmc_[g] && TryRdpmc(g, s)) {
+    Remember(g, *s);
+    return true;
+  }
   auto& group = *counters_->groups()[g];
   const int before = rseq::CurrentCpu();
   const int rc = group.Read(s);
@@ -147,6 +227,7 @@ bool CpuSampler::ReadGroup(size_t g, GroupSample* s) {
     return false;
   }
   s->path = (before == cpu() && after == cpu()) ? ReadPath::kLocalRead : ReadPath::kRemoteRead;
+  Remember(g, *s);
   return true;
 }
 
@@ -166,15 +247,7 @@ void CpuSampler::Push(GroupSample& s) {
 
 void CpuSampler::Tick(uint64_t slot) {
   ++seq_;
-  if (seq_ % kRdpmcRecheckTicks == 0) {
-    for (size_t g = 0; g < rdpmc_.size(); ++g) {
-      if (rdpmc_candidate_[g] && !rdpmc_[g]) {
-        const auto& pages = counters_->groups()[g]->pages();
-        rdpmc_[g] = std::all_of(pages.begin(), pages.end(),
-                                [](const auto* p) { return p->cap_user_rdpmc && p->index != 0; });
-      }
-    }
-  }
+  UpdateReadPaths();
   const int64_t start = collectors::MonotonicNanos();
   ReadPath last = ReadPath::kRemoteRead;
   for (size_t g = 0; g < counters_->groups().size(); ++g) {

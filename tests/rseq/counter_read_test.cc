@@ -237,6 +237,23 @@ TEST(CounterRead, IndexZeroOrNoRdpmcAsksForRead) {
             ReadStatus::kCommitted);
 }
 
+TEST(CounterRead, ACounterReadingZeroAsksForRead) {
+  // Kernels that disable user rdpmc per counter for CPU-wide events leave
+  // cap_user_rdpmc set; rdpmc then reads 0 and value would be the page
+  // offset (about 2^47 for a 48-bit counter).
+  if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
+  ScopedPinHere pin;
+  if (!pin.pinned()) GTEST_SKIP() << "cannot pin to one CPU";
+  const std::uint64_t fake[2] = {5, 0};
+  perf_event_mmap_page a = MakePage(1, 0);
+  perf_event_mmap_page b = MakePage(2, std::int64_t{1} << 47);
+  const perf_event_mmap_page* ptrs[2] = {&a, &b};
+  CounterReadResult result;
+  EXPECT_EQ(ReadCountersOnCpu(pin.cpu(), ptrs, &result, PmcSource::Fake(fake)),
+            ReadStatus::kNeedRead);
+  EXPECT_EQ(result.need_read_index, 1u);
+}
+
 TEST(CounterRead, WrongCpuIsRefused) {
   if (!SectionsUsable()) GTEST_SKIP() << "no counter-read section: " << ModeDescription();
   if (PossibleCpuCount() < 2) GTEST_SKIP() << "needs two CPUs";

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "fake_host.h"
 #include "fake_perf.h"
 #include "log_capture.h"
 #include "test_support.h"
@@ -18,23 +19,7 @@
 namespace pmu::sampling {
 namespace {
 
-namespace fs = std::filesystem;
-
-class FakeHost {
- public:
-  FakeHost() {
-    fs::copy(std::string(PMU_TEST_DATA_DIR) + "/stats/full", dir_.path(),
-             fs::copy_options::recursive);
-    std::ofstream(dir_.path() + "/sys/devices/system/cpu/possible") << "0-3\n";
-  }
-  const std::string& root() const { return dir_.path(); }
-  void SetOnline(const std::string& list) {
-    std::ofstream(dir_.path() + "/sys/devices/system/cpu/online") << list << "\n";
-  }
-
- private:
-  testing::TempDir dir_;
-};
+using testing::FakeHost;
 
 config::Config SoftwareConfig() {
   config::Config config = config::DefaultConfig();

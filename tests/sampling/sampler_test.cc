@@ -1,6 +1,8 @@
-// CpuSampler and Pipeline against fakes: the rdpmc path end to end with fake
-// perf pages and a fake counter array, the fallback to read() when a counter
-// leaves the PMU, and misattribution checks.
+// CpuSampler against fakes: the rdpmc path end to end against a fake that
+// behaves like the kernel (FakeKernelPmu: page times stale without
+// cap_user_time, index 0 while scheduled out, rdpmc reading 0 when disabled
+// per counter, counters wrapping at pmc_width), the validation every switch
+// to rdpmc goes through, a real rdpmc fault survived, and the read() paths.
 #include "pmu/sampling/cpu_sampler.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +10,9 @@
 #include <cstring>
 #include <thread>
 
+#include <pmu/rseq/read_fault.h>
+
+#include "fake_kernel_pmu.h"
 #include "fake_perf.h"
 #include "pmu/collectors/event_plan.h"
 #include "test_support.h"
@@ -17,40 +22,11 @@ namespace {
 
 using collectors::GroupSample;
 using collectors::ReadPath;
+using testing::FakeKernelPmu;
 
 std::vector<config::EventSpec> TwoEventGroup() {
   return {{"a", "context-switches", "g", 0, 0}, {"b", "page-faults", "g", 0, 0}};
 }
-
-// Fake pages for the fds of one group: counter i is rdpmc index i + 1 and
-// reads as offset + fake_counters[i].
-struct FakePmu {
-  std::vector<perf_event_mmap_page> pages = std::vector<perf_event_mmap_page>(2);
-  volatile uint64_t counters[2] = {1000, 2000};
-  std::map<int, size_t> fd_slot;
-
-  FakePmu() {
-    for (size_t i = 0; i < pages.size(); ++i) {
-      std::memset(&pages[i], 0, sizeof(pages[i]));
-      pages[i].index = static_cast<uint32_t>(i + 1);
-      pages[i].offset = 500;
-      pages[i].time_enabled = 7000;
-      pages[i].time_running = 7000;
-      pages[i].cap_user_rdpmc = 1;
-      pages[i].pmc_width = 48;
-    }
-  }
-  void Attach(testing::FakePerf& perf) {
-    perf.map_page = [this](int fd) -> const perf_event_mmap_page* {
-      if (!fd_slot.count(fd)) fd_slot[fd] = fd_slot.size();
-      return &pages.at(fd_slot[fd]);
-    };
-    // read() agrees with rdpmc (start-up validation).
-    perf.read_values = [this](int, uint64_t* values, size_t members) {
-      for (size_t i = 0; i < members && i < 2; ++i) values[i] = 500 + counters[i];
-    };
-  }
-};
 
 std::vector<GroupSample> DrainAll(SampleRing& ring, size_t* misfiled) {
   std::vector<GroupSample> out;
@@ -61,71 +37,111 @@ std::vector<GroupSample> DrainAll(SampleRing& ring, size_t* misfiled) {
   return out;
 }
 
-TEST(CpuSampler, RdpmcPathEndToEndWithFakePagesThenFallsBackToRead) {
+// One group of two events on CPU 0 of a FakeKernelPmu, read by a sampler
+// whose rdpmc goes to the fake's counters.
+struct KernelRig {
+  explicit KernelRig(FakeKernelPmu::Options options, bool fake_rdpmc = true)
+      : pmu(options), plan(collectors::BuildEventPlan(TwoEventGroup(), pmu, 0)), ring(2, 1024) {
+    SamplerOptions sampler_options;
+    sampler_options.pmc = fake_rdpmc ? rseq::PmcSource::Fake(pmu.counters())
+                                     : rseq::PmcSource::Hardware();
+    sampler = std::make_unique<CpuSampler>(
+        std::make_unique<collectors::CpuCounters>(pmu, plan, 0, 1), ring, sampler_options);
+    a = plan.events[0].attr.config;
+    b = plan.events[1].attr.config;
+  }
+  // Counts, ticks once, returns the reading.
+  GroupSample CountAndTick(uint64_t n) {
+    pmu.Count(0, a, n);
+    pmu.Count(0, b, 2 * n);
+    sampler->Tick(++slot);
+    size_t misfiled = 0;
+    auto samples = DrainAll(ring, &misfiled);
+    EXPECT_EQ(samples.size(), 1u);
+    EXPECT_EQ(misfiled, 0u);
+    return samples.empty() ? GroupSample{} : samples.back();
+  }
+
+  FakeKernelPmu pmu;
+  collectors::EventPlan plan;
+  SampleRing ring;
+  std::unique_ptr<CpuSampler> sampler;
+  uint64_t a = 0, b = 0, slot = 0;
+};
+
+TEST(CpuSampler, RdpmcPathEndToEndAgainstTheKernelModelThenFallsBackToRead) {
 #if !defined(__x86_64__)
   GTEST_SKIP() << "the rdpmc path exists on x86-64 only";
 #endif
-  testing::FakePerf perf;
-  FakePmu pmu;
-  pmu.Attach(perf);
-  auto plan = collectors::BuildEventPlan(TwoEventGroup(), perf, 0);
-  ASSERT_EQ(plan.groups.size(), 1u);
-  SampleRing ring(2, 64);
-  SamplerOptions options;
-  options.pmc = rseq::PmcSource::Fake(pmu.counters);
-  CpuSampler sampler(std::make_unique<collectors::CpuCounters>(perf, plan, 0, 1), ring, options);
+  // A 32-bit counter (ARM's are 32 bits) wraps within the test: each
+  // overflow updates the page, and the sign-extended raw value stays right.
+  KernelRig rig({.cap_user_time = true, .pmc_width = 32});
   testing::ScopedPin pin(0);
   ASSERT_TRUE(pin.pinned());
-  sampler.ValidateRdpmc();  // what the sampler thread does on its CPU
-  for (int i = 0; i < 3; ++i) sampler.Tick(1);
-  size_t misfiled = 0;
-  auto samples = DrainAll(ring, &misfiled);
-  ASSERT_EQ(samples.size(), 3u);
-  for (const auto& s : samples) {
+  for (uint64_t step : {uint64_t{1000}, uint64_t{1'000'000'000}, uint64_t{1'000'000'000},
+                        uint64_t{5}}) {
+    // Time enough for the step to be a plausible count.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const GroupSample s = rig.CountAndTick(step);
     EXPECT_EQ(s.path, ReadPath::kRdpmc);
-    EXPECT_EQ(s.cpu, 0);
-    EXPECT_EQ(s.count, 2u);
-    EXPECT_EQ(s.values[0], 1500u);
-    EXPECT_EQ(s.values[1], 2500u);
-    EXPECT_EQ(s.time_enabled, 7000u);
+    EXPECT_EQ(s.values[0], rig.pmu.TrueCount(0, rig.a));
+    EXPECT_EQ(s.values[1], rig.pmu.TrueCount(0, rig.b));
   }
-  EXPECT_EQ(sampler.stats().path, ReadPath::kRdpmc);
-
-  // The counter is taken off the PMU (index 0): the next ticks use read().
-  pmu.pages[1].index = 0;
-  pmu.counters[0] = 3000;
-  for (int i = 0; i < 3; ++i) sampler.Tick(1);
-  samples = DrainAll(ring, &misfiled);
-  ASSERT_EQ(samples.size(), 3u);
-  EXPECT_NE(samples.back().path, ReadPath::kRdpmc);
-  EXPECT_EQ(samples.back().values[0], 3500u) << "read() must agree with the counter";
-  EXPECT_GE(sampler.stats().rdpmc_fallbacks, 1u);
-  EXPECT_EQ(misfiled, 0u);
+  // The events leave the PMU (index 0): the next ticks use read().
+  rig.pmu.ScheduleOut(0);
+  const GroupSample s = rig.CountAndTick(7);
+  EXPECT_EQ(s.path, ReadPath::kLocalRead);
+  EXPECT_EQ(s.values[0], rig.pmu.TrueCount(0, rig.a));
+  EXPECT_GE(rig.sampler->stats().rdpmc_fallbacks, 1u);
 }
 
-TEST(CpuSampler, RdpmcIsNotUsedWhenReadDisagrees) {
+TEST(CpuSampler, RdpmcIsNotUsedWhereThePageTimesAreStale) {
+  // Without cap_user_time (paravirtual clocks) the page's times move only at
+  // sched-in: rdpmc readings would pair a current count with old times.
+  KernelRig rig({.cap_user_time = false});
+  testing::ScopedPin pin(0);
+  ASSERT_TRUE(pin.pinned());
+  for (int i = 0; i < 3; ++i) {
+    const GroupSample s = rig.CountAndTick(1000);
+    EXPECT_EQ(s.path, ReadPath::kLocalRead);
+    EXPECT_EQ(s.values[0], rig.pmu.TrueCount(0, rig.a));
+  }
+}
+
+TEST(CpuSampler, RdpmcDisabledPerCounterIsNeverUsedNotEvenAtTheRecheck) {
+  // rdpmc reads 0 while the page still says cap_user_rdpmc: an unvalidated
+  // switch to rdpmc exported the page offset (about 2^47).
+  KernelRig rig({.cap_user_time = true});
+  rig.pmu.DisableUserRdpmcPerCounter(true);
+  testing::ScopedPin pin(0);
+  ASSERT_TRUE(pin.pinned());
+  for (uint64_t i = 0; i < 3 * CpuSampler::kRdpmcRecheckTicks; ++i) {
+    const GroupSample s = rig.CountAndTick(10);
+    ASSERT_NE(s.path, ReadPath::kRdpmc) << "tick " << i;
+    ASSERT_EQ(s.values[0], rig.pmu.TrueCount(0, rig.a)) << "tick " << i;
+  }
+}
+
+TEST(CpuSampler, ARealRdpmcFaultIsSurvivedAndTheGroupReadsWithRead) {
 #if !defined(__x86_64__)
   GTEST_SKIP() << "the rdpmc path exists on x86-64 only";
 #endif
-  testing::FakePerf perf;
-  FakePmu pmu;
-  pmu.Attach(perf);
-  perf.read_values = [](int, uint64_t* values, size_t members) {
-    for (size_t i = 0; i < members; ++i) values[i] = 10;  // far below the rdpmc value
-  };
-  auto plan = collectors::BuildEventPlan(TwoEventGroup(), perf, 0);
-  SampleRing ring(2, 64);
-  SamplerOptions options;
-  options.pmc = rseq::PmcSource::Fake(pmu.counters);
-  CpuSampler sampler(std::make_unique<collectors::CpuCounters>(perf, plan, 0, 1), ring, options);
+  if (testing::UserRdpmcWorks()) {
+    GTEST_SKIP() << "rdpmc does not fault on this host (user rdpmc is enabled): the fault "
+                    "path is exercised where it is switched off (make hw-check does so)";
+  }
+  ASSERT_TRUE(rseq::InstallReadFaultHandler());
+  // Pages that promise rdpmc, read by the real instruction, which faults here.
+  KernelRig rig({.cap_user_time = true}, /*fake_rdpmc=*/false);
   testing::ScopedPin pin(0);
   ASSERT_TRUE(pin.pinned());
-  sampler.ValidateRdpmc();
-  for (int i = 0; i < 3; ++i) sampler.Tick(1);
-  size_t misfiled = 0;
-  const auto samples = DrainAll(ring, &misfiled);
-  ASSERT_EQ(samples.size(), 3u);
-  for (const auto& s : samples) EXPECT_EQ(s.path, ReadPath::kLocalRead);
+  for (uint64_t i = 0; i < CpuSampler::kRdpmcRecheckTicks + 2; ++i) {
+    const GroupSample s = rig.CountAndTick(10);
+    EXPECT_EQ(s.path, ReadPath::kLocalRead);
+    EXPECT_EQ(s.values[0], rig.pmu.TrueCount(0, rig.a));
+  }
+  EXPECT_EQ(rig.sampler->stats().rdpmc_faults, 2u) << "the first validation and the recheck";
+  rseq::RemoveReadFaultHandler();
 }
 
 TEST(CpuSampler, ReadOnItsOwnCpuIsLocalAndFromElsewhereRemote) {

@@ -360,4 +360,22 @@ std::string SourcePath(const std::string& relative) {
   return std::string(PMU_SOURCE_DIR) + "/" + relative;
 }
 
+bool UserRdpmcWorks() {
+#if defined(__x86_64__)
+  const pid_t child = fork();
+  if (child < 0) return false;
+  if (child == 0) {
+    unsigned lo = 0;
+    unsigned hi = 0;
+    asm volatile("rdpmc" : "=a"(lo), "=d"(hi) : "c"(0));
+    _exit(0);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return false;
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+#else
+  return false;
+#endif
+}
+
 }  // namespace pmu::testing

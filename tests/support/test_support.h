@@ -113,6 +113,10 @@ class ScopedPin {
   bool pinned_ = false;
 };
 
+// True when user-space rdpmc runs without faulting on this host (tried in a
+// child process; x86-64 only, false elsewhere).
+bool UserRdpmcWorks();
+
 // Absolute path of a built binary or a source file, from compile definitions.
 std::string DaemonBinary();
 std::string SourcePath(const std::string& relative);

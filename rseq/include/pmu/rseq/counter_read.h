@@ -41,8 +41,9 @@ inline constexpr std::size_t kMaxReadEvents = 16;
 enum class ReadStatus {
   kCommitted,  // values/time_* hold a consistent read of every page on `cpu`
   kWrongCpu,   // the caller does not run on `cpu` (move there or use read())
-  kNeedRead,   // a page has index == 0 or !cap_user_rdpmc, rseq is
-               // unavailable, or the ISA has no read section: use read()
+  kNeedRead,   // a page has index == 0 or !cap_user_rdpmc, a counter read
+               // 0 (user rdpmc disabled for it), rseq is unavailable, or
+               // the ISA has no read section: use read()
   kAborted,    // aborted kMaxAbortsBeforeFallback times in a row; try later
   kFaulted,    // rdpmc raised a fault (user rdpmc switched off at run time)
                // and the handler of read_fault.h turned it into an abort:

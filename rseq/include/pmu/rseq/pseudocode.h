@@ -80,6 +80,10 @@
 //     o->capabilities = page->capabilities
 //     if !cap_user_rdpmc: goto need_read
 //     raw = kFakePmc ? ctx->fake_counters[idx - 1] : rdpmc(idx - 1)
+//     if raw == 0: goto need_read              (a counter whose user rdpmc
+//                                               the kernel disabled reads 0;
+//                                               a live counter is 0 only at
+//                                               the instant it overflows)
 //     o->value = page->offset + sign_extend(raw, page->pmc_width)
 //     o->time_enabled, o->time_running = page->time_enabled, ->time_running
 //     o->time_offset, o->time_mult, o->time_shift = page->... (same names)

@@ -18,8 +18,19 @@
 // of one CPU may sit in different rings (the thread migrated, or another
 // thread ticked); the aggregator restores their order from `seq`.
 //
-// A group whose rdpmc read fails (index 0 after the PMU was taken, too many
-// aborts) falls back to read() and is re-checked every kRdpmcRecheckTicks.
+// rdpmc is used for a group only after a validation on CPU N: every page
+// allows user rdpmc with an active counter and extrapolable times
+// (cap_user_time; without it the page's times are stale between sched-ins),
+// and one reading through the section agrees with the read(2) that follows
+// it, values and times. A group whose rdpmc read fails (index 0 after the
+// PMU was taken, rdpmc withdrawn, a fault because user rdpmc was switched off
+// at run time, times no longer current) falls back to read() and is
+// validated again, the same way, at the earliest kRdpmcRecheckTicks later.
+// A committed rdpmc value below the previous reading, or above it by more
+// than any counter can count in the time between (kMaxEventsPerSecond), is
+// refused the same way.
+// Validation happens inside Tick() whenever it runs on CPU N. The hardware
+// rdpmc is used only while rseq::InstallReadFaultHandler() is in place.
 //
 // A push whose ring stays unavailable through kPushAttempts attempts is
 // counted in Stats::push_drops (the sample is lost, never silently).
@@ -28,6 +39,7 @@
 // counters may be read from any thread.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -65,6 +77,10 @@ class CpuSampler {
  public:
   static constexpr uint64_t kRdpmcRecheckTicks = 100;
   static constexpr int kPushAttempts = 16;
+  // No PMU counter counts faster than this (cycles at 6 GHz times a dozen
+  // events per cycle stays far below): an rdpmc value that moved faster is
+  // not a count.
+  static constexpr double kMaxEventsPerSecond = 1e11;
 
   CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, SampleRing& ring,
              SamplerOptions options);
@@ -80,11 +96,6 @@ class CpuSampler {
   // One tick on the calling thread, for schedule slot `slot` (tests, and the
   // first reading).
   void Tick(uint64_t slot);
-  // Decides per group whether the rdpmc path may be used (every page allows
-  // user rdpmc and one reading agrees with read(2)). The sampler thread does
-  // this when it starts on its CPU; a test pinned to the CPU may call it
-  // before Tick(). Without it every read uses read(2).
-  void ValidateRdpmc();
 
   int cpu() const { return counters_->cpu(); }
   collectors::CpuCounters& counters() { return *counters_; }
@@ -96,6 +107,7 @@ class CpuSampler {
     uint64_t push_drops = 0;       // a push that exhausted its retries: the sample is lost
     uint64_t rdpmc_fallbacks = 0;  // a group left the rdpmc path
     uint64_t rdpmc_aborts = 0;     // the counter-read section aborted
+    uint64_t rdpmc_faults = 0;     // rdpmc faulted (user rdpmc switched off)
     collectors::ReadPath path = collectors::ReadPath::kRemoteRead;  // of the last group read
     std::map<int, uint64_t> read_errors;  // errno -> count
     Histogram read_duration{ReadDurationBuckets()};  // seconds per tick
@@ -108,6 +120,11 @@ class CpuSampler {
 
  private:
   void Run();
+  void UpdateReadPaths();
+  bool ValidateRdpmc(size_t g);
+  bool Plausible(size_t g, const rseq::CounterReadResult& r);
+  void Remember(size_t g, const collectors::GroupSample& s);
+  void NoteFault();
   bool ReadGroup(size_t g, collectors::GroupSample* s);
   bool TryRdpmc(size_t g, collectors::GroupSample* s);
   void Push(collectors::GroupSample& s);
@@ -115,8 +132,17 @@ class CpuSampler {
   std::unique_ptr<collectors::CpuCounters> counters_;
   SampleRing& ring_;
   SamplerOptions options_;
-  std::vector<bool> rdpmc_;            // per group: on the rdpmc path
-  std::vector<bool> rdpmc_candidate_;  // per group: pages allow rdpmc
+  std::vector<bool> rdpmc_;                // per group: on the rdpmc path
+  std::vector<uint64_t> rdpmc_recheck_at_;  // per group: seq of the next validation
+  bool rdpmc_disagreement_logged_ = false;
+  bool rdpmc_implausible_logged_ = false;
+  struct Last {  // the group's previous reading, by any path
+    bool valid = false;
+    int64_t ns = 0;
+    uint32_t count = 0;
+    std::array<uint64_t, collectors::kMaxGroupEvents> values{};
+  };
+  std::vector<Last> last_;
   uint64_t seq_ = 0;  // readings taken (ticks), the sequence of the next one
 
   std::thread thread_;

@@ -154,6 +154,8 @@ compare_failed:
            "jz 18f\n\t" \
            "decl %%ecx\n\t" \
            PMC \
+           "testq %%rax, %%rax\n\t" \
+           "jz 18f\n\t" \
            "movzwl 48(%%r10), %%ecx\n\t" \
            "negl %%ecx\n\t" \
            "addl $64, %%ecx\n\t" \
