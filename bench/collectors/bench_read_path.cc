@@ -35,9 +35,9 @@ using pmu::collectors::EventPlan;
 
 // Eight distinct software events; a group of k takes the first k.
 constexpr std::array<uint64_t, 8> kSoftwareConfigs = {
-    PERF_COUNT_SW_CPU_CLOCK,        PERF_COUNT_SW_TASK_CLOCK,       PERF_COUNT_SW_CONTEXT_SWITCHES,
-    PERF_COUNT_SW_CPU_MIGRATIONS,   PERF_COUNT_SW_PAGE_FAULTS,      PERF_COUNT_SW_PAGE_FAULTS_MIN,
-    PERF_COUNT_SW_PAGE_FAULTS_MAJ,  PERF_COUNT_SW_ALIGNMENT_FAULTS,
+    PERF_COUNT_SW_CPU_CLOCK,       PERF_COUNT_SW_TASK_CLOCK,       PERF_COUNT_SW_CONTEXT_SWITCHES,
+    PERF_COUNT_SW_CPU_MIGRATIONS,  PERF_COUNT_SW_PAGE_FAULTS,      PERF_COUNT_SW_PAGE_FAULTS_MIN,
+    PERF_COUNT_SW_PAGE_FAULTS_MAJ, PERF_COUNT_SW_ALIGNMENT_FAULTS,
 };
 
 // The CPU whose counters are read.
@@ -98,8 +98,8 @@ void BM_GroupRead(benchmark::State& state) {
   }
   const EventPlan plan = SoftwareGroupPlan(events);
   EventGroup::OpenError error;
-  std::unique_ptr<EventGroup> group = EventGroup::Open(pmu::collectors::DefaultPerfSyscalls(),
-                                                       plan, 0, kCountedCpu, &error);
+  std::unique_ptr<EventGroup> group =
+      EventGroup::Open(pmu::collectors::DefaultPerfSyscalls(), plan, 0, kCountedCpu, &error);
   if (!group) {
     state.SkipWithError(("perf_event_open: " + error.message).c_str());
     return;

@@ -55,7 +55,8 @@ std::shared_ptr<const EventPlan> SyntheticPlan(size_t events) {
   auto plan = std::make_shared<EventPlan>();
   size_t group = 0;
   for (size_t i = 0; i < events; ++i) {
-    if (i % kGroupSize == 0) group = pmu::bench::AddGroup(*plan, "group" + std::to_string(i / kGroupSize));
+    if (i % kGroupSize == 0)
+      group = pmu::bench::AddGroup(*plan, "group" + std::to_string(i / kGroupSize));
     pmu::bench::AddEvent(*plan, group, "synthetic_event_" + std::to_string(i), PERF_TYPE_RAW, i);
   }
   return plan;

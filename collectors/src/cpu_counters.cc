@@ -4,8 +4,8 @@
 
 #include <cerrno>
 #include <cstring>
-#include <string>
 #include <ctime>
+#include <string>
 
 namespace pmu::collectors {
 

@@ -1,7 +1,6 @@
 #include "pmu/collectors/event_plan.h"
 
 #include <spdlog/spdlog.h>
-
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -52,7 +51,8 @@ std::string DescribeOpenError(const std::string& event, const perf_event_attr& a
              "or kernel.perf_event_paranoid <= 0; perf_event_paranoid is " +
              ReadParanoid();
     case EMFILE:
-      return "event '" + event + "': too many open files (EMFILE): raise the RLIMIT_NOFILE "
+      return "event '" + event +
+             "': too many open files (EMFILE): raise the RLIMIT_NOFILE "
              "soft limit (LimitNOFILE= in the unit)";
     default:
       return "event '" + event + "': perf_event_open failed: " + std::strerror(err);
@@ -64,7 +64,8 @@ uint64_t EnsureFdLimit(size_t cpus, size_t events, size_t reserve) {
   rlimit lim{};
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < needed) {
-    const rlim_t want = lim.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(lim.rlim_max, needed);
+    const rlim_t want =
+        lim.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(lim.rlim_max, needed);
     rlimit raised = lim;
     raised.rlim_cur = want;
     if (want > lim.rlim_cur && setrlimit(RLIMIT_NOFILE, &raised) == 0) {
@@ -95,9 +96,8 @@ EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscal
     ev.event = spec.event;
     EncodeResult enc = EncodeEvent(spec.event);
     if (!enc.ok) {
-      ev.unsupported_reason =
-          "libpfm4 cannot encode event '" + spec.event + "': " + enc.error +
-          " (see pmu-exporter --list-events)";
+      ev.unsupported_reason = "libpfm4 cannot encode event '" + spec.event + "': " + enc.error +
+                              " (see pmu-exporter --list-events)";
       spdlog::warn("event {}: unsupported: {}", spec.name, ev.unsupported_reason);
       plan.events.push_back(std::move(ev));
       continue;

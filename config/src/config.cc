@@ -9,9 +9,9 @@
 #include <array>
 #include <cerrno>
 #include <cmath>
-#include <iterator>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <set>
@@ -25,14 +25,14 @@
 namespace pmu::config {
 namespace {
 
-constexpr std::array<std::string_view, 7> kRootKeys{"exporter", "sampling", "log", "stats",
+constexpr std::array<std::string_view, 7> kRootKeys{"exporter", "sampling", "log",    "stats",
                                                     "web",      "events",   "derived"};
 constexpr std::array<std::string_view, 4> kExporterKeys{"listen", "metrics_path", "port_file",
                                                         "max_series"};
 constexpr std::array<std::string_view, 3> kSamplingKeys{"interval", "cpus", "min_running_ratio"};
 constexpr std::array<std::string_view, 2> kLogKeys{"level", "target"};
 constexpr std::array<std::string_view, 7> kWebKeys{
-    "tls_cert_file",   "tls_key_file",    "users",       "max_connections",
+    "tls_cert_file",     "tls_key_file",    "users",       "max_connections",
     "max_request_bytes", "request_timeout", "idle_timeout"};
 constexpr std::array<std::string_view, 2> kWebUserKeys{"name", "password_hash"};
 constexpr std::array<std::pair<LogTarget, std::string_view>, 3> kLogTargets{{
@@ -318,12 +318,12 @@ class Validator {
     const std::string path = "log";
     RejectUnknownKeys(table, path, kLogKeys);
     if (const auto* level = String(table, path, "level", "\"info\"")) {
-      out.level = Choice(*level, "log.level", "log level", kLogLevels,
-                         "trace, debug, info, warn or error");
+      out.level =
+          Choice(*level, "log.level", "log level", kLogLevels, "trace, debug, info, warn or error");
     }
     if (const auto* target = String(table, path, "target", "\"auto\"")) {
-      out.target = Choice(*target, "log.target", "log target", kLogTargets,
-                          "auto, stderr or journald");
+      out.target =
+          Choice(*target, "log.target", "log target", kLogTargets, "auto, stderr or journald");
     }
   }
 
@@ -341,8 +341,8 @@ class Validator {
   }
 
   // An integer value `name` in [lo, hi] stored into `out`; left alone when absent.
-  void Integer(const toml::table& table, const std::string& path, std::string_view name,
-               int64_t lo, int64_t hi, int& out) const {
+  void Integer(const toml::table& table, const std::string& path, std::string_view name, int64_t lo,
+               int64_t hi, int& out) const {
     const toml::node* node = table.get(name);
     if (node == nullptr) return;
     if (!node->is_integer()) {

@@ -9,7 +9,8 @@ CliOptions ParseCli(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     auto value_of = [&](std::string_view name) -> std::string {
-      if (auto eq = arg.find('='); eq != std::string_view::npos) return std::string(arg.substr(eq + 1));
+      if (auto eq = arg.find('='); eq != std::string_view::npos)
+        return std::string(arg.substr(eq + 1));
       if (i + 1 >= argc) throw CliError(std::string(name) + " needs an argument");
       return argv[++i];
     };
@@ -38,14 +39,16 @@ CliOptions ParseCli(int argc, const char* const* argv) {
     }
   }
   if (static_cast<int>(opts.check_config) + static_cast<int>(opts.once) +
-          static_cast<int>(opts.list_events) + static_cast<int>(opts.hash_password) > 1) {
+          static_cast<int>(opts.list_events) + static_cast<int>(opts.hash_password) >
+      1) {
     throw CliError("--check-config, --once, --list-events and --hash-password cannot be combined");
   }
   return opts;
 }
 
 std::string UsageText(const std::string& program) {
-  return "Usage: " + program + " [OPTIONS]\n"
+  return "Usage: " + program +
+         " [OPTIONS]\n"
          "Exports per-CPU hardware and software performance counters to Prometheus.\n"
          "\n"
          "  -c, --config PATH       TOML configuration file (default: built-in configuration)\n"

@@ -17,11 +17,16 @@ constexpr const char* kLoggerName = "pmu-exporter";
 
 spdlog::level::level_enum ToSpdlog(config::LogLevel level) {
   switch (level) {
-    case config::LogLevel::kTrace: return spdlog::level::trace;
-    case config::LogLevel::kDebug: return spdlog::level::debug;
-    case config::LogLevel::kInfo: return spdlog::level::info;
-    case config::LogLevel::kWarn: return spdlog::level::warn;
-    case config::LogLevel::kError: return spdlog::level::err;
+    case config::LogLevel::kTrace:
+      return spdlog::level::trace;
+    case config::LogLevel::kDebug:
+      return spdlog::level::debug;
+    case config::LogLevel::kInfo:
+      return spdlog::level::info;
+    case config::LogLevel::kWarn:
+      return spdlog::level::warn;
+    case config::LogLevel::kError:
+      return spdlog::level::err;
   }
   return spdlog::level::info;
 }
@@ -65,10 +70,9 @@ void InitLogging() {
 }
 
 void ConfigureLogging(const config::LogConfig& log) {
-  const bool journal =
-      log.target == config::LogTarget::kJournald ||
-      (log.target == config::LogTarget::kAuto &&
-       IsJournalStream(std::getenv("JOURNAL_STREAM"), STDERR_FILENO));
+  const bool journal = log.target == config::LogTarget::kJournald ||
+                       (log.target == config::LogTarget::kAuto &&
+                        IsJournalStream(std::getenv("JOURNAL_STREAM"), STDERR_FILENO));
   auto logger = journal ? JournalLogger() : StderrLogger();
   logger->set_level(ToSpdlog(log.level));
   // Warnings and errors reach the journal at once, even if we crash next.

@@ -1,8 +1,10 @@
 // pmu-exporter entry point: command line, configuration, logging, signals.
+#include <pmu/rseq/abi.h>
+#include <pmu/rseq/membarrier.h>
+#include <pmu/rseq/read_fault.h>
 #include <signal.h>
-#include <unistd.h>
-
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -12,12 +14,8 @@
 #include <iostream>
 #include <thread>
 
-#include <pmu/rseq/abi.h>
-#include <pmu/rseq/membarrier.h>
-#include <pmu/rseq/read_fault.h>
-
-#include "pmu/collectors/pfm.h"
 #include "pmu/collectors/perf_syscalls.h"
+#include "pmu/collectors/pfm.h"
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/cli.h"
@@ -143,14 +141,16 @@ void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
     }
     if (sig == SIGHUP) Reload(service, config_path, notifier);
     if (watchdog) {
-      const bool healthy = service.PipelineHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
+      const bool healthy =
+          service.PipelineHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
       if (healthy) notifier.Watchdog();
       if (healthy == stalled) {
         stalled = !healthy;
         if (stalled) {
-          spdlog::error("the sampling pipeline has not made progress for {} ms; withholding "
-                        "the watchdog ping",
-                        duration_cast<milliseconds>(service.PipelineHeartbeatAge()).count());
+          spdlog::error(
+              "the sampling pipeline has not made progress for {} ms; withholding "
+              "the watchdog ping",
+              duration_cast<milliseconds>(service.PipelineHeartbeatAge()).count());
         } else {
           spdlog::info("the sampling pipeline is making progress again");
         }

@@ -18,8 +18,7 @@ namespace pmu::daemon {
 namespace {
 
 double UnixSeconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 std::string MetricsPageHtml(const std::string& metrics_path) {

@@ -10,9 +10,8 @@ namespace pmu::metrics {
 namespace {
 
 // The kernel's softirq types (include/linux/interrupt.h, NR_SOFTIRQS).
-constexpr std::string_view kSoftirqTypes[] = {"HI",      "TIMER",   "NET_TX", "NET_RX",
-                                              "BLOCK",   "IRQ_POLL", "TASKLET", "SCHED",
-                                              "HRTIMER", "RCU"};
+constexpr std::string_view kSoftirqTypes[] = {"HI",       "TIMER",   "NET_TX", "NET_RX",  "BLOCK",
+                                              "IRQ_POLL", "TASKLET", "SCHED",  "HRTIMER", "RCU"};
 
 sampling::KernelStats SyntheticKernelStats(const config::StatsConfig& stats,
                                            const std::vector<int>& cpus,
@@ -21,8 +20,7 @@ sampling::KernelStats SyntheticKernelStats(const config::StatsConfig& stats,
   const bool enabled[] = {stats.proc_stat, stats.softirqs, stats.schedstat, stats.cpufreq};
   for (size_t i = 0; i < sampling::kStatsSourceCount; ++i) {
     k.sources[i].enabled = enabled[i];
-    k.sources[i].available =
-        enabled[i] && (observed == nullptr || observed->sources[i].available);
+    k.sources[i].available = enabled[i] && (observed == nullptr || observed->sources[i].available);
   }
   const auto present = [&](sampling::StatsSource s) {
     return k.sources[static_cast<size_t>(s)].available;
@@ -46,15 +44,15 @@ sampling::KernelStats SyntheticKernelStats(const config::StatsConfig& stats,
 
 SeriesEstimate EstimateSeries(const config::Config& config,
                               std::shared_ptr<const collectors::EventPlan> plan,
-                              const std::vector<int>& cpus,
-                              const sampling::KernelStats* observed) {
+                              const std::vector<int>& cpus, const sampling::KernelStats* observed) {
   auto snap = std::make_shared<sampling::Snapshot>();
   snap->plan = plan;
   for (int cpu : cpus) {
     sampling::CpuTotals totals;
     totals.cpu = cpu;
     totals.events.resize(plan->events.size());
-    for (size_t i = 0; i < plan->events.size(); ++i) totals.events[i].seen = plan->events[i].supported;
+    for (size_t i = 0; i < plan->events.size(); ++i)
+      totals.events[i].seen = plan->events[i].supported;
     totals.group_starved.assign(plan->groups.size(), false);
     totals.group_samples = 1;
     totals.has_path = true;
@@ -99,8 +97,8 @@ void CheckCardinality(const config::Config& config, const SeriesEstimate& estima
                std::to_string(estimate.families[i].second);
   }
   throw CardinalityError(message +
-                           ". Select fewer CPUs ([sampling] cpus) or events, give derived "
-                           "metrics fewer buckets or scope \"host\", or raise max_series.");
+                         ". Select fewer CPUs ([sampling] cpus) or events, give derived "
+                         "metrics fewer buckets or scope \"host\", or raise max_series.");
 }
 
 }  // namespace pmu::metrics

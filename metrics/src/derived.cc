@@ -130,8 +130,9 @@ std::string Join(const std::vector<std::string>& names) {
 std::string HelpText(const DerivedSpec& spec) {
   std::string help = "Distribution of per-interval values of " + Join(spec.numerator);
   help += spec.per_second ? " per second" : " / " + Join(spec.denominator);
-  help += spec.scope == DerivedScope::kCpu ? ", per CPU"
-                                           : ", for the host (every CPU's complete interval summed)";
+  help += spec.scope == DerivedScope::kCpu
+              ? ", per CPU"
+              : ", for the host (every CPU's complete interval summed)";
   return help + "; one observation per sampling interval.";
 }
 

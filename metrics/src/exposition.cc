@@ -191,8 +191,7 @@ void FamilyCollector::Sample(std::span<const Label> labels, double value) {
   Add(labels).value = value;
 }
 
-void FamilyCollector::HistogramSample(std::span<const Label> labels,
-                                      const sampling::Histogram& h) {
+void FamilyCollector::HistogramSample(std::span<const Label> labels, const sampling::Histogram& h) {
   Add(labels).histogram = h;
 }
 

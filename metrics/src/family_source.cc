@@ -1,10 +1,9 @@
 #include "pmu/metrics/family_source.h"
 
+#include <pmu/rseq/abi.h>
 #include <string.h>
 
 #include <map>
-
-#include <pmu/rseq/abi.h>
 
 #include "pmu/metrics/build_info.h"
 #include "pmu/metrics/derived.h"

@@ -1,11 +1,10 @@
 #include "pmu/sampling/cpu_sampler.h"
 
+#include <pmu/rseq/abi.h>
+#include <pmu/rseq/read_fault.h>
 #include <pthread.h>
 #include <sched.h>
 #include <spdlog/spdlog.h>
-
-#include <pmu/rseq/abi.h>
-#include <pmu/rseq/read_fault.h>
 
 #include <algorithm>
 #include <cstring>
@@ -99,7 +98,8 @@ bool CpuSampler::ValidateRdpmc(size_t g) {
     if (!page->cap_user_rdpmc || page->index == 0 || !page->cap_user_time) return false;
   }
   rseq::CounterReadResult fast;
-  const rseq::ReadStatus status = rseq::ReadCountersOnCpu(cpu(), group.pages(), &fast, options_.pmc);
+  const rseq::ReadStatus status =
+      rseq::ReadCountersOnCpu(cpu(), group.pages(), &fast, options_.pmc);
   if (status == rseq::ReadStatus::kFaulted) NoteFault();
   if (status != rseq::ReadStatus::kCommitted || !fast.times_current) return false;
   GroupSample slow;
@@ -197,8 +197,7 @@ bool CpuSampler::Plausible(size_t g, const rseq::CounterReadResult& r) {
   const int64_t elapsed_ns = std::max<int64_t>(collectors::MonotonicNanos() - last.ns, 0);
   const double bound = kMaxEventsPerSecond * static_cast<double>(elapsed_ns) * 1e-9 + 1e6;
   for (uint32_t i = 0; i < r.count; ++i) {
-    if (r.values[i] < last.values[i] ||
-        static_cast<double>(r.values[i] - last.values[i]) > bound) {
+    if (r.values[i] < last.values[i] || static_cast<double>(r.values[i] - last.values[i]) > bound) {
       if (!rdpmc_implausible_logged_) {
         spdlog::warn(
             "cpu {}: rdpmc read {} for group {} event {} after {} {} ms before: not a count "

@@ -149,8 +149,8 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
                                Update(it->second[2], first, cpu.timeslices)});
     }
     Note(StatsSource::kSchedstat, parsed.present,
-         parsed.present && collectors::IsKnownSchedstatVersion(parsed.version),
-         parsed.diagnostics, out);
+         parsed.present && collectors::IsKnownSchedstatVersion(parsed.version), parsed.diagnostics,
+         out);
   }
   if (config_.cpufreq) {
     collectors::Cpufreq parsed = collectors::ParseCpufreq(root_, CpufreqCpus());

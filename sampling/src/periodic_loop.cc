@@ -6,8 +6,7 @@
 
 namespace pmu::sampling {
 
-uint64_t PeriodicLoop::SlotAt(int64_t now_ns, int64_t epoch_ns,
-                              std::chrono::nanoseconds interval) {
+uint64_t PeriodicLoop::SlotAt(int64_t now_ns, int64_t epoch_ns, std::chrono::nanoseconds interval) {
   if (now_ns <= epoch_ns || interval.count() <= 0) return 0;
   return static_cast<uint64_t>((now_ns - epoch_ns) / interval.count());
 }

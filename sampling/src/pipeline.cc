@@ -56,8 +56,7 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   // An empty CPU list means "every CPU the kernel lists", which follows
   // hotplug without extra work.
   stats_ = std::make_unique<KernelStatsReader>(
-      config.stats, options_.root,
-      config.sampling.all_cpus ? std::vector<int>{} : selectable_);
+      config.stats, options_.root, config.sampling.all_cpus ? std::vector<int>{} : selectable_);
 
   if (previous != nullptr) {
     // Only CPUs this configuration selects carry over; a CPU dropped from
@@ -162,8 +161,8 @@ void Pipeline::Start() {
   aggregator_loop_.Reset();
   aggregator_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "pmu-aggregator");
-    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat,
-                         options_.sampler.epoch_ns, [this](uint64_t) { Round(); });
+    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat, options_.sampler.epoch_ns,
+                         [this](uint64_t) { Round(); });
   });
 }
 
@@ -214,8 +213,7 @@ bool Pipeline::CheckHotplug() {
     StopCpu(cpu);
     ++hotplug_events_;
     changed = true;
-    spdlog::info("cpu {} went offline: sampler stopped, perf fds closed; its totals are kept",
-                 cpu);
+    spdlog::info("cpu {} went offline: sampler stopped, perf fds closed; its totals are kept", cpu);
   }
   for (int cpu : wanted) {
     if (Contains(running, cpu)) continue;

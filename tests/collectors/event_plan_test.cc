@@ -24,8 +24,8 @@ std::vector<config::EventSpec> Specs(
 TEST(EventPlan, UnsupportedHardwareEventIsKeptWithAReason) {
   FakePerf perf;
   perf.FailOpen(PERF_TYPE_HARDWARE, PERF_COUNT_HW_CPU_CYCLES, -1, ENOENT);
-  auto plan = BuildEventPlan(Specs({{"cycles", "cycles", ""}, {"cs", "context-switches", ""}}),
-                             perf, 0);
+  auto plan =
+      BuildEventPlan(Specs({{"cycles", "cycles", ""}, {"cs", "context-switches", ""}}), perf, 0);
   ASSERT_EQ(plan.events.size(), 2u);
   EXPECT_FALSE(plan.events[0].supported);
   EXPECT_NE(plan.events[0].unsupported_reason.find("no hardware PMU, e.g. a virtual machine?"),
@@ -92,8 +92,8 @@ TEST(EventPlan, OneCpuFailingDoesNotStopTheOthers) {
 
 TEST(EventPlan, PartiallyOpenedGroupIsClosedAgain) {
   FakePerf perf;
-  auto plan = BuildEventPlan(Specs({{"a", "context-switches", "g"}, {"b", "page-faults", "g"}}),
-                             perf, 0);
+  auto plan =
+      BuildEventPlan(Specs({{"a", "context-switches", "g"}, {"b", "page-faults", "g"}}), perf, 0);
   perf.FailOpen(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, 0, EINVAL);
   {
     CpuCounters cpu0(perf, plan, 0, 1);
@@ -115,8 +115,8 @@ TEST(EventPlan, BusyAndInvalidErrorsNameTheEventAndErrno) {
   FakePerf perf;
   perf.FailOpen(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_CONTEXT_SWITCHES, -1, EBUSY);
   perf.FailOpen(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, -1, EINVAL);
-  auto plan = BuildEventPlan(Specs({{"cs", "context-switches", ""}, {"pf", "page-faults", ""}}),
-                             perf, 0);
+  auto plan =
+      BuildEventPlan(Specs({{"cs", "context-switches", ""}, {"pf", "page-faults", ""}}), perf, 0);
   EXPECT_NE(plan.events[0].unsupported_reason.find("'context-switches'"), std::string::npos);
   EXPECT_NE(plan.events[0].unsupported_reason.find(std::strerror(EBUSY)), std::string::npos)
       << plan.events[0].unsupported_reason;

@@ -37,21 +37,22 @@ void ExpectGolden(const char* pmu, std::initializer_list<Golden> cases) {
 }
 
 TEST(PfmGoldenIcl, IceLakeEvents) {
-  ExpectGolden("icl", {
-                          {"INST_RETIRED.ANY", PERF_TYPE_RAW, 0x100},  // fixed counter 0 pseudo-encoding
-                          {"LONGEST_LAT_CACHE.MISS", PERF_TYPE_RAW, 0x412e},
-                          {"BR_MISP_RETIRED.ALL_BRANCHES", PERF_TYPE_RAW, 0x00c5},
-                          {"BR_INST_RETIRED.ALL_BRANCHES", PERF_TYPE_RAW, 0x00c4},
-                      });
+  ExpectGolden("icl",
+               {
+                   {"INST_RETIRED.ANY", PERF_TYPE_RAW, 0x100},  // fixed counter 0 pseudo-encoding
+                   {"LONGEST_LAT_CACHE.MISS", PERF_TYPE_RAW, 0x412e},
+                   {"BR_MISP_RETIRED.ALL_BRANCHES", PERF_TYPE_RAW, 0x00c5},
+                   {"BR_INST_RETIRED.ALL_BRANCHES", PERF_TYPE_RAW, 0x00c4},
+               });
 }
 
 TEST(PfmGoldenZen3, Zen3Events) {
-  ExpectGolden("amd64_fam19h_zen3", {
-                                        {"RETIRED_INSTRUCTIONS", PERF_TYPE_RAW, 0xc0},
-                                        {"RETIRED_BRANCH_INSTRUCTIONS", PERF_TYPE_RAW, 0xc2},
-                                        {"RETIRED_BRANCH_INSTRUCTIONS_MISPREDICTED",
-                                         PERF_TYPE_RAW, 0xc3},
-                                    });
+  ExpectGolden("amd64_fam19h_zen3",
+               {
+                   {"RETIRED_INSTRUCTIONS", PERF_TYPE_RAW, 0xc0},
+                   {"RETIRED_BRANCH_INSTRUCTIONS", PERF_TYPE_RAW, 0xc2},
+                   {"RETIRED_BRANCH_INSTRUCTIONS_MISPREDICTED", PERF_TYPE_RAW, 0xc3},
+               });
 }
 
 TEST(PfmEncoding, ModifiersOverrideDefaultLevels) {

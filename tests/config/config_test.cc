@@ -150,14 +150,15 @@ std::vector<BadCase> StatsCases() {
 INSTANTIATE_TEST_SUITE_P(Stats, BadConfigTest, testing::ValuesIn(StatsCases()), CaseName);
 
 // A valid yescrypt hash of "s3cret".
-const std::string kHash = "$y$j9T$VNt3kLpK1Lw8fcNsDjQ8P.$i2li5guTQzOi5JJEJCa5wqYhfb1yJVZREGGNgYIYll/";
+const std::string kHash =
+    "$y$j9T$VNt3kLpK1Lw8fcNsDjQ8P.$i2li5guTQzOi5JJEJCa5wqYhfb1yJVZREGGNgYIYll/";
 
 std::vector<BadCase> WebCases() {
   return {
       {"RatioZero", "[sampling]\nmin_running_ratio = 0.0\n", 2, 21, "sampling.min_running_ratio",
        "must be in (0, 1]"},
-      {"RatioAboveOne", "[sampling]\nmin_running_ratio = 2\n", 2, 21,
-       "sampling.min_running_ratio", "must be in (0, 1]"},
+      {"RatioAboveOne", "[sampling]\nmin_running_ratio = 2\n", 2, 21, "sampling.min_running_ratio",
+       "must be in (0, 1]"},
       {"RatioString", "[sampling]\nmin_running_ratio = \"half\"\n", 2, 21,
        "sampling.min_running_ratio", "expected a number like 0.5, got a string"},
       {"LogTarget", "[log]\ntarget = \"syslog\"\n", 2, 10, "log.target",
@@ -168,8 +169,8 @@ std::vector<BadCase> WebCases() {
        "TLS needs both"},
       {"MaxConnectionsZero", "[web]\nmax_connections = 0\n", 2, 19, "web.max_connections",
        "0 is out of range [1, 65536]"},
-      {"MaxConnectionsString", "[web]\nmax_connections = \"10\"\n", 2, 19,
-       "web.max_connections", "expected an integer, got a string"},
+      {"MaxConnectionsString", "[web]\nmax_connections = \"10\"\n", 2, 19, "web.max_connections",
+       "expected an integer, got a string"},
       {"RequestBytesTiny", "[web]\nmax_request_bytes = 10\n", 2, 21, "web.max_request_bytes",
        "out of range [1024, 1048576]"},
       {"RequestTimeout", "[web]\nrequest_timeout = \"0s\"\n", 2, 19, "web.request_timeout", ""},
@@ -191,8 +192,8 @@ std::vector<BadCase> WebCases() {
        "[[web.users]]\nname = \"bob\"\npassword_hash = \"" + kHash +
            "\"\n[[web.users]]\nname = \"bob\"\npassword_hash = \"" + kHash + "\"\n",
        5, 8, "web.users[2].name", "duplicate user 'bob'"},
-      {"UserUnknownKey",
-       "[[web.users]]\nname = \"bob\"\npassword = \"x\"\n", 3, 1, "web.users[1].password", ""},
+      {"UserUnknownKey", "[[web.users]]\nname = \"bob\"\npassword = \"x\"\n", 3, 1,
+       "web.users[1].password", ""},
   };
 }
 INSTANTIATE_TEST_SUITE_P(Web, BadConfigTest, testing::ValuesIn(WebCases()), CaseName);
@@ -340,9 +341,7 @@ std::vector<BadCase> EventCases() {
 INSTANTIATE_TEST_SUITE_P(Events, BadConfigTest, testing::ValuesIn(EventCases()), CaseName);
 
 // One [[derived]] entry named "d" whose further lines start at line 3.
-std::string DerivedEntry(const std::string& body) {
-  return "[[derived]]\nname = \"d\"\n" + body;
-}
+std::string DerivedEntry(const std::string& body) { return "[[derived]]\nname = \"d\"\n" + body; }
 
 std::vector<BadCase> DerivedCases() {
   const std::string ipc = "numerator = \"instructions\"\ndenominator = \"cycles\"\n";
@@ -368,8 +367,8 @@ std::vector<BadCase> DerivedCases() {
        "duplicate derived metric 'd' (first defined at line 2)"},
       {"UnknownKey", DerivedEntry(ipc + "scoop = \"cpu\"\n"), 5, 1, "derived[1].scoop",
        "(did you mean 'scope'?)"},
-      {"MissingNumerator", DerivedEntry("denominator = \"cycles\"\n"), 1, 1,
-       "derived[1].numerator", "missing required key 'numerator'"},
+      {"MissingNumerator", DerivedEntry("denominator = \"cycles\"\n"), 1, 1, "derived[1].numerator",
+       "missing required key 'numerator'"},
       {"MissingDenominator", DerivedEntry("numerator = \"cycles\"\n"), 1, 1,
        "derived[1].denominator",
        "missing required key 'denominator' (or set per_second = true for a rate)"},
@@ -378,8 +377,7 @@ std::vector<BadCase> DerivedCases() {
       {"PerSecondString", DerivedEntry("numerator = \"cycles\"\nper_second = \"yes\"\n"), 4, 14,
        "derived[1].per_second", "expected a boolean"},
       {"UnknownEventTypo", DerivedEntry("numerator = \"instrutions\"\ndenominator = \"cycles\"\n"),
-       3, 13, "derived[1].numerator",
-       "unknown event 'instrutions' (did you mean 'instructions'?)"},
+       3, 13, "derived[1].numerator", "unknown event 'instrutions' (did you mean 'instructions'?)"},
       {"UnknownEventInList",
        DerivedEntry("numerator = \"cycles\"\ndenominator = [\"cycles\", \"bogus\"]\n"), 4, 26,
        "derived[1].denominator",
@@ -399,11 +397,11 @@ std::vector<BadCase> DerivedCases() {
        DerivedEntry("numerator = [\"cycles\", \"cycles\"]\ndenominator = \"cycles\"\n"), 3, 24,
        "derived[1].numerator", "'cycles' is listed twice"},
       {"SumOfEventAndStat",
-       DerivedEntry("numerator = [\"cycles\", \"proc_stat/busy_seconds\"]\nper_second = true\n"),
-       3, 24, "derived[1].numerator", "cannot sum events and statistics inputs"},
+       DerivedEntry("numerator = [\"cycles\", \"proc_stat/busy_seconds\"]\nper_second = true\n"), 3,
+       24, "derived[1].numerator", "cannot sum events and statistics inputs"},
       {"StatOverEvent",
-       DerivedEntry("numerator = \"proc_stat/busy_seconds\"\ndenominator = \"cpu-clock\"\n"), 4,
-       15, "derived[1].denominator", "must both be events or both be statistics inputs"},
+       DerivedEntry("numerator = \"proc_stat/busy_seconds\"\ndenominator = \"cpu-clock\"\n"), 4, 15,
+       "derived[1].denominator", "must both be events or both be statistics inputs"},
       {"ScopeUnknown", DerivedEntry(ipc + "scope = \"socket\"\n"), 5, 9, "derived[1].scope",
        "unknown scope 'socket' (expected host or cpu)"},
       {"BucketsNotArray", DerivedEntry(ipc + "buckets = 1\n"), 5, 11, "derived[1].buckets",
@@ -418,10 +416,10 @@ std::vector<BadCase> DerivedCases() {
        "must be positive"},
       {"BucketInfinite", DerivedEntry(ipc + "buckets = [1, inf]\n"), 5, 15, "derived[1].buckets",
        "must be positive and finite"},
-      {"BucketsDecreasing", DerivedEntry(ipc + "buckets = [1, 0.5]\n"), 5, 15,
-       "derived[1].buckets", "bucket bounds must be strictly increasing"},
-      {"BucketsRepeated", DerivedEntry(ipc + "buckets = [1, 2, 2]\n"), 5, 18,
-       "derived[1].buckets", "strictly increasing"},
+      {"BucketsDecreasing", DerivedEntry(ipc + "buckets = [1, 0.5]\n"), 5, 15, "derived[1].buckets",
+       "bucket bounds must be strictly increasing"},
+      {"BucketsRepeated", DerivedEntry(ipc + "buckets = [1, 2, 2]\n"), 5, 18, "derived[1].buckets",
+       "strictly increasing"},
       {"MaxSeriesZero", "[exporter]\nmax_series = 0\n", 2, 14, "exporter.max_series",
        "0 is out of range [1, 100000000]"},
       {"MaxSeriesString", "[exporter]\nmax_series = \"1k\"\n", 2, 14, "exporter.max_series",
@@ -504,7 +502,8 @@ TEST(ParseConfigTest, WebAndLogTarget) {
       "[log]\ntarget = \"journald\"\n[web]\ntls_cert_file = \"/c.pem\"\ntls_key_file = "
       "\"/k.pem\"\nmax_connections = 64\nmax_request_bytes = 4096\nrequest_timeout = "
       "\"2s\"\nidle_timeout = \"30s\"\n[[web.users]]\nname = \"prometheus\"\npassword_hash = "
-      "\"" + kHash + "\"\n");
+      "\"" +
+      kHash + "\"\n");
   EXPECT_EQ(config.log.target, LogTarget::kJournald);
   EXPECT_EQ(ToString(config.log.target), "journald");
   EXPECT_EQ(config.web.tls_cert_file, "/c.pem");
@@ -516,8 +515,9 @@ TEST(ParseConfigTest, WebAndLogTarget) {
   ASSERT_EQ(config.web.users.size(), 1u);
   EXPECT_EQ(config.web.users[0], (WebUser{"prometheus", kHash}));
   // bcrypt is accepted too.
-  EXPECT_NO_THROW(Parse("[[web.users]]\nname = \"b\"\npassword_hash = "
-                        "\"$2b$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui\"\n"));
+  EXPECT_NO_THROW(
+      Parse("[[web.users]]\nname = \"b\"\npassword_hash = "
+            "\"$2b$05$abcdefghijklmnopqrstuu5s2v8.iXieOjg/.AySBTTZIIVFJeBui\"\n"));
 }
 
 TEST(ParseConfigTest, StatsSwitches) {
@@ -663,8 +663,9 @@ TEST(ParseConfigTest, StatInputsAndMaxSeries) {
   EXPECT_EQ(Parse("").exporter.max_series, 50000);
   EXPECT_EQ(Parse("[exporter]\nmax_series = 1200\n").exporter.max_series, 1200);
   // The default event list serves as inputs when no [[events]] are given.
-  EXPECT_NO_THROW(Parse("[[derived]]\nname = \"cs\"\nnumerator = \"context-switches\"\n"
-                        "per_second = true\n"));
+  EXPECT_NO_THROW(
+      Parse("[[derived]]\nname = \"cs\"\nnumerator = \"context-switches\"\n"
+            "per_second = true\n"));
 }
 
 // ---------------------------------------------------------------------------

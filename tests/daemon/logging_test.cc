@@ -1,3 +1,5 @@
+#include "pmu/daemon/logging.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -5,8 +7,6 @@
 
 #include <chrono>
 #include <sstream>
-
-#include "pmu/daemon/logging.h"
 
 namespace pmu::daemon {
 namespace {

@@ -1,12 +1,11 @@
 // The sampling pipeline against the real kernel: CPU hotplug at run time, a
 // sampler moved off its CPU, and cross-checks of the counts against
 // independent kernel sources (/proc/stat, wall time).
+#include <dirent.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <dirent.h>
 
 #include <cmath>
 #include <fstream>
@@ -156,7 +155,8 @@ TEST_F(CollectTest, SamplerMovedOffItsCpuStillAttributesCorrectly) {
   EXPECT_EQ(Value(b, "pmu_exporter_ring_misfiled_total", {}), 0);
   // CPU 0's cpu-clock still advances by wall time: its own fds, its own label.
   const Labels cpu0{{"cpu", "0"}, {"event", "cpu-clock"}};
-  const double delta = (Value(b, "pmu_events_total", cpu0) - Value(a, "pmu_events_total", cpu0)) / 1e9;
+  const double delta =
+      (Value(b, "pmu_events_total", cpu0) - Value(a, "pmu_events_total", cpu0)) / 1e9;
   EXPECT_NEAR(delta, wall, 0.15) << "cpu 0 counted " << delta << " s of clock in " << wall << " s";
 }
 

@@ -12,8 +12,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-const std::vector<std::string> kSoftwareEvents = {"cpu-clock", "context-switches",
-                                                  "cpu-migrations", "page-faults"};
+const std::vector<std::string> kSoftwareEvents = {"cpu-clock", "context-switches", "cpu-migrations",
+                                                  "page-faults"};
 const std::vector<std::string> kHardwareEvents = {"cycles", "instructions", "cache-misses",
                                                   "branch-misses"};
 
@@ -21,7 +21,8 @@ const std::vector<std::string> kHardwareEvents = {"cycles", "instructions", "cac
 std::string TestConfig(const TempDir& dir, const std::string& interval = "200ms") {
   std::string events;
   for (const auto* list : {&kHardwareEvents, &kSoftwareEvents}) {
-    for (const auto& e : *list) events += "[[events]]\nname = \"" + e + "\"\nevent = \"" + e + "\"\n";
+    for (const auto& e : *list)
+      events += "[[events]]\nname = \"" + e + "\"\nevent = \"" + e + "\"\n";
   }
   return "[exporter]\nlisten = \"127.0.0.1:0\"\nport_file = \"" + dir.path() +
          "/port\"\n[sampling]\ninterval = \"" + interval + "\"\n" + events;
@@ -31,7 +32,8 @@ class DaemonTest : public ::testing::Test {
  protected:
   void SetUp() override {
     config_ = dir_.Write("config.toml", TestConfig(dir_));
-    daemon_ = std::make_unique<Child>(std::vector<std::string>{DaemonBinary(), "--config", config_});
+    daemon_ =
+        std::make_unique<Child>(std::vector<std::string>{DaemonBinary(), "--config", config_});
     auto port = WaitForPortFile(dir_.path() + "/port", 10s);
     ASSERT_TRUE(port.has_value()) << "daemon did not write its port file; stderr:\n"
                                   << daemon_->Stderr();
@@ -145,8 +147,8 @@ TEST(DaemonCli, OncePrintsAValidExpositionWithTwoSamples) {
   ASSERT_EQ(r.status, 0) << r.err;
   auto series = ParseExposition(r.out);
   for (int cpu : OnlineCpus()) {
-    auto clock = Select(series, "pmu_events_total", {{"cpu", std::to_string(cpu)},
-                                                     {"event", "cpu-clock"}});
+    auto clock =
+        Select(series, "pmu_events_total", {{"cpu", std::to_string(cpu)}, {"event", "cpu-clock"}});
     ASSERT_EQ(clock.size(), 1u) << r.out;
     EXPECT_GT(clock[0].value, 0.05e9);  // at least half of one 100 ms interval
   }
@@ -155,8 +157,8 @@ TEST(DaemonCli, OncePrintsAValidExpositionWithTwoSamples) {
 }
 
 TEST(DaemonCli, CheckConfigAcceptsTheShippedConfig) {
-  RunResult r = RunCommand({DaemonBinary(), "--config", SourcePath("packaging/config.toml"),
-                     "--check-config"});
+  RunResult r = RunCommand(
+      {DaemonBinary(), "--config", SourcePath("packaging/config.toml"), "--check-config"});
   EXPECT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(r.out.rfind("config OK", 0), 0u) << r.out;
   // The second line: the series the configuration exports on this host.
@@ -207,8 +209,8 @@ TEST(DaemonCli, HashPasswordPrintsAHashTheConfigAccepts) {
   ASSERT_EQ(r.out.rfind("$y$", 0), 0u) << r.out;
   const std::string hash = r.out.substr(0, r.out.find('\n'));
   TempDir dir;
-  std::string config = dir.Write("c.toml", "[[web.users]]\nname = \"prometheus\"\npassword_hash = \"" +
-                                               hash + "\"\n");
+  std::string config = dir.Write(
+      "c.toml", "[[web.users]]\nname = \"prometheus\"\npassword_hash = \"" + hash + "\"\n");
   RunResult check = RunCommand({DaemonBinary(), "--config", config, "--check-config"});
   EXPECT_EQ(check.status, 0) << check.err;
   EXPECT_EQ(RunCommand({DaemonBinary(), "--hash-password"}, "\n").status, 2) << "empty password";

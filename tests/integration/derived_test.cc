@@ -18,11 +18,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <optional>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -212,7 +212,8 @@ double CounterBusy(const std::vector<Series>& before, const std::vector<Series>&
     return a.empty() || b.empty() ? std::nan("") : a[0].value - b[0].value;
   };
   double busy = 0;
-  for (const char* mode : {"user", "nice", "system", "irq", "softirq", "steal"}) busy += delta(mode);
+  for (const char* mode : {"user", "nice", "system", "irq", "softirq", "steal"})
+    busy += delta(mode);
   return busy / (busy + delta("idle") + delta("iowait"));
 }
 
@@ -234,9 +235,9 @@ TEST_P(BusyRatioAgreement, HistogramMeanAgreesWithTheCounterRateWithinOnePercent
   const double count = h_after.count - h_before.count;
   const double mean = (h_after.sum - h_before.sum) / count;
   const double rate = CounterBusy(before, after, std::to_string(cpu));
-  const std::string report = std::string("interval ") + GetParam() + ": " +
-                             std::to_string(count) + " values, histogram mean " +
-                             std::to_string(mean) + ", counter rate " + std::to_string(rate);
+  const std::string report = std::string("interval ") + GetParam() + ": " + std::to_string(count) +
+                             " values, histogram mean " + std::to_string(mean) + ", counter rate " +
+                             std::to_string(rate);
   RecordProperty("agreement", report);
   std::printf("%s\n", report.c_str());
   if (rate < 0.4 || rate > 0.8) {
@@ -248,7 +249,7 @@ TEST_P(BusyRatioAgreement, HistogramMeanAgreesWithTheCounterRateWithinOnePercent
 }
 
 INSTANTIATE_TEST_SUITE_P(Intervals, BusyRatioAgreement, ::testing::Values("10ms", "100ms"),
-                         [](const auto& info) { return std::string(info.param); });
+                         [](const auto& p) { return std::string(p.param); });
 
 }  // namespace
 }  // namespace pmu::testing

@@ -35,9 +35,9 @@ TEST(RealPrometheus, ScrapesPerCpuSeries) {
   }
   const auto started = std::chrono::steady_clock::now();
   TempDir dir;
-  std::string config = dir.Write("pmu.toml",
-                                 "[exporter]\nlisten = \"127.0.0.1:0\"\nport_file = \"" +
-                                     dir.path() + "/port\"\n[sampling]\ninterval = \"250ms\"\n");
+  std::string config =
+      dir.Write("pmu.toml", "[exporter]\nlisten = \"127.0.0.1:0\"\nport_file = \"" + dir.path() +
+                                "/port\"\n[sampling]\ninterval = \"250ms\"\n");
   Child daemon({DaemonBinary(), "--config", config});
   auto port = WaitForPortFile(dir.path() + "/port", 10s);
   ASSERT_TRUE(port) << daemon.Stderr();
@@ -69,8 +69,8 @@ TEST(RealPrometheus, ScrapesPerCpuSeries) {
     last = series.body;
     all_cpus = series.status == 200;
     for (int cpu : cpus) {
-      all_cpus = all_cpus && series.body.find("\"cpu\":\"" + std::to_string(cpu) + "\"") !=
-                                 std::string::npos;
+      all_cpus = all_cpus &&
+                 series.body.find("\"cpu\":\"" + std::to_string(cpu) + "\"") != std::string::npos;
     }
   }
   EXPECT_TRUE(up) << "up{job=\"pmu\"} never became 1\nprometheus stderr:\n" << prom.Stderr();

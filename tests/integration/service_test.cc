@@ -60,7 +60,8 @@ class NotifySocket {
 
 std::string EventsToml(std::initializer_list<const char*> events) {
   std::string out;
-  for (const char* e : events) out += "[[events]]\nname = \"" + std::string(e) + "\"\nevent = \"" + e + "\"\n";
+  for (const char* e : events)
+    out += "[[events]]\nname = \"" + std::string(e) + "\"\nevent = \"" + e + "\"\n";
   return out;
 }
 
@@ -145,9 +146,9 @@ TEST(Journald, WarningsArriveWithPriorityFourAndNotOnStderr) {
   NotifySocket journal(socket_path);
 
   TempDir dir;
-  std::string config = dir.Write(
-      "c.toml", "[log]\ntarget = \"journald\"\n" +
-                    ServiceConfig(dir, "127.0.0.1:0", {"context-switches", "cycles"}));
+  std::string config =
+      dir.Write("c.toml", "[log]\ntarget = \"journald\"\n" +
+                              ServiceConfig(dir, "127.0.0.1:0", {"context-switches", "cycles"}));
   Child daemon({DaemonBinary(), "--config", config});
   ASSERT_TRUE(WaitForPortFile(dir.path() + "/port", 10s)) << daemon.Stderr();
   std::vector<std::string> seen;
@@ -166,14 +167,16 @@ TEST(Journald, WarningsArriveWithPriorityFourAndNotOnStderr) {
   ASSERT_TRUE(status);
   EXPECT_EQ(*status, 0);
   EXPECT_EQ(daemon.Stderr().find("serving http://"), std::string::npos)
-      << "journald target still logged to stderr:\n" << daemon.Stderr();
+      << "journald target still logged to stderr:\n"
+      << daemon.Stderr();
 }
 
 class ReloadTest : public ::testing::Test {
  protected:
   void Start(const std::string& text) {
     config_ = dir_.Write("c.toml", text);
-    daemon_ = std::make_unique<Child>(std::vector<std::string>{DaemonBinary(), "--config", config_});
+    daemon_ =
+        std::make_unique<Child>(std::vector<std::string>{DaemonBinary(), "--config", config_});
     auto port = WaitForPortFile(dir_.path() + "/port", 10s);
     ASSERT_TRUE(port) << daemon_->Stderr();
     port_ = *port;
@@ -210,7 +213,8 @@ TEST_F(ReloadTest, ValidReloadKeepsTotalsAddsAndRemovesEvents) {
   Start(ServiceConfig(dir_, "127.0.0.1:0", {"context-switches", "cpu-clock"}));
   std::this_thread::sleep_for(400ms);
   auto before = Scrape();
-  const double ts_before = Value(before, "pmu_exporter_config_last_reload_success_timestamp_seconds");
+  const double ts_before =
+      Value(before, "pmu_exporter_config_last_reload_success_timestamp_seconds");
   EXPECT_EQ(Value(before, "pmu_exporter_config_last_reload_successful"), 1);
 
   dir_.Write("c.toml", ServiceConfig(dir_, "127.0.0.1:0", {"context-switches", "page-faults"}));
@@ -226,8 +230,10 @@ TEST_F(ReloadTest, ValidReloadKeepsTotalsAddsAndRemovesEvents) {
         << "a kept event's total went down across reload, cpu " << cpu;
     EXPECT_GE(Value(after, "pmu_event_enabled_seconds_total", cs),
               Value(before, "pmu_event_enabled_seconds_total", cs) + 0.2);
-    EXPECT_EQ(Select(after, "pmu_events_total",
-                     {{"cpu", std::to_string(cpu)}, {"event", "page-faults"}}).size(), 1u)
+    EXPECT_EQ(
+        Select(after, "pmu_events_total", {{"cpu", std::to_string(cpu)}, {"event", "page-faults"}})
+            .size(),
+        1u)
         << "the added event is not exported on cpu " << cpu;
   }
   EXPECT_TRUE(Select(after, "pmu_events_total", {{"event", "cpu-clock"}}).empty());

@@ -40,8 +40,8 @@ class SecureDaemonTest : public ::testing::Test {
 
   // curl's HTTP status ("000" when no HTTP answer) and body.
   RunResult Curl(std::vector<std::string> extra) {
-    std::vector<std::string> cmd = {"curl", "-s", "-m", "5", "-o", dir_.path() + "/body", "-w",
-                                    "%{http_code}"};
+    std::vector<std::string> cmd = {"curl", "-s",          "-m", "5", "-o", dir_.path() + "/body",
+                                    "-w",   "%{http_code}"};
     cmd.insert(cmd.end(), extra.begin(), extra.end());
     RunResult r = RunCommand(cmd);
     r.err = RunCommand({"cat", dir_.path() + "/body"}).out;  // the body, for assertions
@@ -112,9 +112,9 @@ TEST(SecureDaemonCli, MismatchedKeyFailsAtStartNamingTheFile) {
   TestPki pki;
   std::string why;
   if (!MakeTestPki(dir, &pki, &why)) GTEST_SKIP() << why;
-  const std::string config = dir.Write(
-      "c.toml", "[exporter]\nlisten = \"127.0.0.1:0\"\n[web]\ntls_cert_file = \"" + pki.cert +
-                    "\"\ntls_key_file = \"" + pki.other_key + "\"\n");
+  const std::string config =
+      dir.Write("c.toml", "[exporter]\nlisten = \"127.0.0.1:0\"\n[web]\ntls_cert_file = \"" +
+                              pki.cert + "\"\ntls_key_file = \"" + pki.other_key + "\"\n");
   RunResult r = RunCommand({DaemonBinary(), "--config", config});
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.err.find(pki.other_key), std::string::npos) << r.err;

@@ -33,8 +33,7 @@ void MakeTree(const testing::TempDir& dir) {
 void WriteProcStat(const testing::TempDir& dir, uint64_t step) {
   std::ofstream out(dir.path() + "/proc/stat");
   for (int cpu = 0; cpu < 4; ++cpu) {
-    out << "cpu" << cpu << " " << 1000 + 3 * step << " 0 0 " << 5000 + 7 * step
-        << " 0 0 0 0 0 0\n";
+    out << "cpu" << cpu << " " << 1000 + 3 * step << " 0 0 " << 5000 + 7 * step << " 0 0 0 0 0 0\n";
   }
   out << "ctxt 12345\n";
 }
@@ -47,8 +46,7 @@ size_t SeriesLines(const std::string& text) {
 }
 
 // Runs `config` until every series exists; returns (estimate, series written).
-std::pair<size_t, size_t> EstimateAndActual(const config::Config& config,
-                                            testing::FakePerf& perf) {
+std::pair<size_t, size_t> EstimateAndActual(const config::Config& config, testing::FakePerf& perf) {
   testing::TempDir dir;
   MakeTree(dir);
   sampling::PipelineOptions options;
@@ -144,7 +142,8 @@ TEST(Cardinality, OverTheLimitNamesTheCountAndTheLargestFamilies) {
               std::string::npos)
         << what;
     EXPECT_NE(what.find("Largest families: pmu_exporter_cpu_read_duration_seconds = 3328; "
-                        "pmu_derived_cpu_busy_ratio = 3328; "), std::string::npos)
+                        "pmu_derived_cpu_busy_ratio = 3328; "),
+              std::string::npos)
         << what;
     EXPECT_NE(what.find("raise max_series"), std::string::npos) << what;
   }

@@ -266,8 +266,7 @@ TEST(DerivedEngineTest, SumsOfEventsInNumeratorAndDenominator) {
       WithDerived({Ratio("sum", {"l1", "l2"}, {"x", "y"}, {0.5, 1}, DerivedScope::kCpu)}), plan,
       {0});
   Deliver(engine, 0, {1, 2, 3, 3});
-  EXPECT_DOUBLE_EQ(Sample(Collect(engine), "pmu_derived_sum_last", {{"cpu", "0"}})->value,
-                   0.5);
+  EXPECT_DOUBLE_EQ(Sample(Collect(engine), "pmu_derived_sum_last", {{"cpu", "0"}})->value, 0.5);
 }
 
 collectors::CpuTimes Times(int cpu, uint64_t user, uint64_t system, uint64_t idle,
@@ -477,8 +476,8 @@ TEST(DerivedEngineTest, CollectRunsConcurrentlyWithDeliveries) {
 
 TEST(DerivedEngineTest, AReloadContinuesTheHistogramsOfUnchangedMetrics) {
   const auto plan = Plan({"a", "b"});
-  const config::Config first = WithDerived({Ratio("kept", {"a"}, {"b"}, {1}, DerivedScope::kCpu),
-                                            Ratio("changed", {"a"}, {"b"}, {1})});
+  const config::Config first = WithDerived(
+      {Ratio("kept", {"a"}, {"b"}, {1}, DerivedScope::kCpu), Ratio("changed", {"a"}, {"b"}, {1})});
   DerivedEngine before(first, plan, {0});
   Slot(before, {{0, {1, 2}}});
   Slot(before, {{0, {3, 0}}});  // skipped: zero denominator (both metrics)

@@ -97,7 +97,8 @@ void WriteUserTicks(const testing::TempDir& dir, uint64_t user) {
 }
 
 double UserSeconds(const FamilyCollector& families) {
-  return families.Value("pmu_cpu_time_seconds_total", {{"cpu", "0"}, {"mode", "user"}}).value_or(-1);
+  return families.Value("pmu_cpu_time_seconds_total", {{"cpu", "0"}, {"mode", "user"}})
+      .value_or(-1);
 }
 
 TEST(KernelStatsFamilies, FullTreeFamiliesAndValues) {

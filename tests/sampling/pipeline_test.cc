@@ -92,7 +92,8 @@ TEST(Pipeline, EveryRoundIsPublishedInOrder) {
   testing::FakePerf perf;
   Pipeline pipeline(SoftwareConfig(), perf, Options(host), nullptr);
   std::vector<uint64_t> rounds;
-  pipeline.SetPublisher([&rounds](std::shared_ptr<const Snapshot> s) { rounds.push_back(s->round); });
+  pipeline.SetPublisher(
+      [&rounds](std::shared_ptr<const Snapshot> s) { rounds.push_back(s->round); });
   for (int i = 0; i < 3; ++i) pipeline.SampleNow();
   EXPECT_EQ(rounds, (std::vector<uint64_t>{1, 2, 3}));
 }

@@ -178,9 +178,11 @@ TEST(ReadPath, PropertyTotalsAreMonotonicBoundedAndExact) {
       for (size_t ev : {0u, 1u}) {
         const double now = rig.Exported(cpu, ev);
         const double before = last[std::make_pair(cpu, ev)];
-        ASSERT_GE(now, before) << "cpu " << cpu << " event " << ev << " decreased after " << after << " (seed " << seed << ")";
+        ASSERT_GE(now, before) << "cpu " << cpu << " event " << ev << " decreased after " << after
+                               << " (seed " << seed << ")";
         ASSERT_LE(now, static_cast<double>(rig.Truth(cpu, ev)))
-            << "cpu " << cpu << " event " << ev << " exceeds the true count after " << after << " (seed " << seed << ")";
+            << "cpu " << cpu << " event " << ev << " exceeds the true count after " << after
+            << " (seed " << seed << ")";
         last[std::make_pair(cpu, ev)] = now;
       }
     }

@@ -3,18 +3,16 @@
 // cap_user_time, index 0 while scheduled out, rdpmc reading 0 when disabled
 // per counter, counters wrapping at pmc_width), the validation every switch
 // to rdpmc goes through, a real rdpmc fault survived, and the read() paths.
-#include "pmu/sampling/cpu_sampler.h"
-
 #include <gtest/gtest.h>
+#include <pmu/rseq/read_fault.h>
 
 #include <cstring>
 #include <thread>
 
-#include <pmu/rseq/read_fault.h>
-
 #include "fake_kernel_pmu.h"
 #include "fake_perf.h"
 #include "pmu/collectors/event_plan.h"
+#include "pmu/sampling/cpu_sampler.h"
 #include "test_support.h"
 
 namespace pmu::sampling {
@@ -43,8 +41,8 @@ struct KernelRig {
   explicit KernelRig(FakeKernelPmu::Options options, bool fake_rdpmc = true)
       : pmu(options), plan(collectors::BuildEventPlan(TwoEventGroup(), pmu, 0)), ring(2, 1024) {
     SamplerOptions sampler_options;
-    sampler_options.pmc = fake_rdpmc ? rseq::PmcSource::Fake(pmu.counters())
-                                     : rseq::PmcSource::Hardware();
+    sampler_options.pmc =
+        fake_rdpmc ? rseq::PmcSource::Fake(pmu.counters()) : rseq::PmcSource::Hardware();
     sampler = std::make_unique<CpuSampler>(
         std::make_unique<collectors::CpuCounters>(pmu, plan, 0, 1), ring, sampler_options);
     a = plan.events[0].attr.config;
@@ -78,8 +76,8 @@ TEST(CpuSampler, RdpmcPathEndToEndAgainstTheKernelModelThenFallsBackToRead) {
   KernelRig rig({.cap_user_time = true, .pmc_width = 32});
   testing::ScopedPin pin(0);
   ASSERT_TRUE(pin.pinned());
-  for (uint64_t step : {uint64_t{1000}, uint64_t{1'000'000'000}, uint64_t{1'000'000'000},
-                        uint64_t{5}}) {
+  for (uint64_t step :
+       {uint64_t{1000}, uint64_t{1'000'000'000}, uint64_t{1'000'000'000}, uint64_t{5}}) {
     // Time enough for the step to be a plausible count.
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const GroupSample s = rig.CountAndTick(step);

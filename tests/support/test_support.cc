@@ -133,7 +133,7 @@ std::string Child::Stdout() const { return ReadAll(dir_.path() + "/stdout"); }
 std::string Child::Stderr() const { return ReadAll(dir_.path() + "/stderr"); }
 
 RunResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data,
-              const std::vector<std::string>& extra_env) {
+                     const std::vector<std::string>& extra_env) {
   TempDir dir;
   const std::string in = dir.Write("stdin", stdin_data);
   pid_t pid = Spawn(argv, extra_env, in, dir.path() + "/stdout", dir.path() + "/stderr");
@@ -320,10 +320,10 @@ bool MakeTestPki(const TempDir& dir, TestPki* pki, std::string* why) {
     return false;
   }
   const std::string d = dir.path() + "/";
-  const std::string ext = dir.Write(
-      "server.ext",
-      "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\n"
-      "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
+  const std::string ext =
+      dir.Write("server.ext",
+                "subjectAltName=IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\n"
+                "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n");
   const std::vector<std::string> ec = {"-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"};
   auto genkey = [&](const std::string& out) {
     std::vector<std::string> cmd = {"openssl", "genpkey"};

@@ -58,7 +58,7 @@ struct RunResult {
   std::string err;
 };
 RunResult RunCommand(const std::vector<std::string>& argv, const std::string& stdin_data = "",
-              const std::vector<std::string>& extra_env = {});
+                     const std::vector<std::string>& extra_env = {});
 
 struct HttpResponse {
   int status = 0;  // 0 = no response

@@ -1,3 +1,5 @@
+#include "pmu/web/auth.h"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -5,8 +7,6 @@
 
 #include <chrono>
 #include <sstream>
-
-#include "pmu/web/auth.h"
 
 namespace pmu::web {
 namespace {

@@ -581,8 +581,8 @@ void HttpServer::Impl::Drive(Connection& conn) {
         }
         // Fairness: one response per turn. A keep-alive client on loopback
         // has its next request waiting already; serving it at once would let
-        // one connection hold the server while the others wait (p99 grew to
-        // 100 ms at 8 clients). Bytes in the socket re-arm epoll (level
+        // one connection hold the server while the others wait (figures in
+        // bench/results). Bytes in the socket re-arm epoll (level
         // triggered); bytes already taken into our buffer or OpenSSL's are
         // served after this epoll round.
         if (!conn.in.empty() || (conn.ssl && SSL_pending(conn.ssl.get()) > 0)) {

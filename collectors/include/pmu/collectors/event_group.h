@@ -21,8 +21,8 @@ namespace pmu::collectors {
 class EventGroup {
  public:
   struct OpenError {
-    int err = 0;        // errno
-    size_t event = 0;   // index into EventPlan::events of the event that failed
+    int err = 0;       // errno
+    size_t event = 0;  // index into EventPlan::events of the event that failed
     std::string message;
   };
 
@@ -54,8 +54,8 @@ class EventGroup {
   PerfSyscalls& sys_;
   size_t group_index_;
   int cpu_;
-  std::vector<int> fds_;        // leader first
-  std::vector<uint64_t> ids_;   // PERF_EVENT_IOC_ID of each fd, same order
+  std::vector<int> fds_;       // leader first
+  std::vector<uint64_t> ids_;  // PERF_EVENT_IOC_ID of each fd, same order
   std::vector<const perf_event_mmap_page*> pages_;
 };
 

@@ -19,7 +19,8 @@ namespace pmu::collectors {
 struct EncodeResult {
   bool ok = false;
   perf_event_attr attr{};  // valid when ok; size set, counting mode
-  std::string canonical;   // libpfm4's fully qualified string, e.g. "perf::PERF_COUNT_HW_CPU_CYCLES:u=1:k=1..."
+  std::string canonical;   // libpfm4's fully qualified string, e.g.
+                           // "perf::PERF_COUNT_HW_CPU_CYCLES:u=1:k=1..."
   std::string error;       // when !ok: libpfm4's reason
 };
 

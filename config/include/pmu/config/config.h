@@ -117,14 +117,14 @@ struct EventSpec {
 struct ExporterConfig {
   ListenAddress listen{"127.0.0.1", 9842, false};
   std::string metrics_path = "/metrics";
-  std::string port_file;  // "" = none
+  std::string port_file;   // "" = none
   int max_series = 50000;  // series the configuration may produce; more refuse to start
   bool operator==(const ExporterConfig&) const = default;
 };
 
 struct SamplingConfig {
-  // 100 ms: fine enough for the per-interval distributions, measured at
-  // 0.33% of one core on a 2-vCPU VM with the default events (bench/results).
+  // 100 ms: fine enough for the per-interval distributions; its cost is in
+  // bench/results.
   std::chrono::nanoseconds interval = std::chrono::milliseconds(100);
   bool all_cpus = true;
   std::vector<int> cpus;  // sorted, unique; empty when all_cpus
@@ -161,8 +161,8 @@ struct WebUser {
 struct WebConfig {
   std::string tls_cert_file;  // both set: HTTPS only; both empty: plain HTTP
   std::string tls_key_file;
-  std::vector<WebUser> users;  // empty: no authentication
-  int max_connections = 512;   // concurrent connections; more are closed at once
+  std::vector<WebUser> users;    // empty: no authentication
+  int max_connections = 512;     // concurrent connections; more are closed at once
   int max_request_bytes = 8192;  // request line + headers
   std::chrono::nanoseconds request_timeout = std::chrono::seconds(10);
   std::chrono::nanoseconds idle_timeout = std::chrono::seconds(60);  // keep-alive
@@ -217,8 +217,8 @@ struct Config {
 
   // Equality ignores `source` and event and derived positions.
   bool operator==(const Config& o) const {
-    return exporter == o.exporter && sampling == o.sampling && log == o.log &&
-           stats == o.stats && web == o.web && events == o.events && derived == o.derived;
+    return exporter == o.exporter && sampling == o.sampling && log == o.log && stats == o.stats &&
+           web == o.web && events == o.events && derived == o.derived;
   }
 };
 

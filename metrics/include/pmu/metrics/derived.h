@@ -126,8 +126,7 @@ class DerivedEngine : public sampling::RoundObserver {
   // fed while this constructor runs. Logs each disabled metric once unless
   // `quiet`.
   DerivedEngine(const config::Config& config, const collectors::EventPlan& plan,
-                std::vector<int> cpus, const DerivedEngine* previous = nullptr,
-                bool quiet = false);
+                std::vector<int> cpus, const DerivedEngine* previous = nullptr, bool quiet = false);
   ~DerivedEngine() override;
   DerivedEngine(const DerivedEngine&) = delete;
   DerivedEngine& operator=(const DerivedEngine&) = delete;

@@ -101,7 +101,7 @@ class FamilyCollector final : public FamilyWriter {
  public:
   struct CollectedSample {
     std::map<std::string, std::string> labels;
-    double value = 0;                           // counters and gauges
+    double value = 0;                              // counters and gauges
     std::optional<sampling::Histogram> histogram;  // histograms
   };
   struct CollectedFamily {

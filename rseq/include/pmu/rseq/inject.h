@@ -22,7 +22,7 @@ enum class InjectStep : int {
   kBeforeCommit = 1,     // every section, right before the commit store
   kRingAfterRoomCheck = 2,
   kRingMidCopy = 3,
-  kReadAfterLock = 4,    // counter-read: after the first seqlock load
+  kReadAfterLock = 4,  // counter-read: after the first seqlock load
   kReadBeforeRecheck = 5,
   kCount = 6,
 };
@@ -50,21 +50,23 @@ extern "C" __attribute__((visibility("hidden"))) volatile std::uint32_t pmu_rseq
 // operand lists do not depend on the hooks.
 #if defined(PMU_TEST_HOOKS) && PMU_TEST_HOOKS
 #if defined(__x86_64__)
-#define PMU_RSEQ_INJECT_ASM(step)                                    \
-  "movl pmu_rseq_inject_loops+4*" #step "(%%rip), %%eax\n\t"         \
-  "testl %%eax, %%eax\n\t"                                           \
-  "jz 222f\n\t"                                                      \
-  "221: decl %%eax\n\t"                                              \
-  "jnz 221b\n\t"                                                     \
+#define PMU_RSEQ_INJECT_ASM(step)       \
+  "movl pmu_rseq_inject_loops+4*" #step \
+  "(%%rip), %%eax\n\t"                  \
+  "testl %%eax, %%eax\n\t"              \
+  "jz 222f\n\t"                         \
+  "221: decl %%eax\n\t"                 \
+  "jnz 221b\n\t"                        \
   "222:\n\t"
 #elif defined(__aarch64__)
-#define PMU_RSEQ_INJECT_ASM(step)                                    \
-  "adrp x17, pmu_rseq_inject_loops\n\t"                              \
-  "add x17, x17, :lo12:pmu_rseq_inject_loops\n\t"                    \
-  "ldr w17, [x17, #4*" #step "]\n\t"                                 \
-  "cbz w17, 222f\n\t"                                                \
-  "221: subs w17, w17, #1\n\t"                                       \
-  "b.ne 221b\n\t"                                                    \
+#define PMU_RSEQ_INJECT_ASM(step)                 \
+  "adrp x17, pmu_rseq_inject_loops\n\t"           \
+  "add x17, x17, :lo12:pmu_rseq_inject_loops\n\t" \
+  "ldr w17, [x17, #4*" #step                      \
+  "]\n\t"                                         \
+  "cbz w17, 222f\n\t"                             \
+  "221: subs w17, w17, #1\n\t"                    \
+  "b.ne 221b\n\t"                                 \
   "222:\n\t"
 #else
 #define PMU_RSEQ_INJECT_ASM(step) ""

@@ -60,11 +60,11 @@ inline constexpr std::chrono::minutes kResyncWarningPeriod{10};
 inline constexpr size_t kMaxPendingHostSlots = 64;
 
 struct EventTotals {
-  bool seen = false;       // at least one reading arrived
-  uint64_t exact = 0;      // deltas of intervals that ran all the time they were enabled
-  double scaled = 0;       // scaled deltas of multiplexed intervals
-  uint64_t enabled_ns = 0;  // total time enabled
-  uint64_t running_ns = 0;  // total time running (counting on the PMU)
+  bool seen = false;              // at least one reading arrived
+  uint64_t exact = 0;             // deltas of intervals that ran all the time they were enabled
+  double scaled = 0;              // scaled deltas of multiplexed intervals
+  uint64_t enabled_ns = 0;        // total time enabled
+  uint64_t running_ns = 0;        // total time running (counting on the PMU)
   double last_running_ratio = 0;  // delta_running / delta_enabled of the last interval
   uint64_t samples = 0;
 
@@ -134,17 +134,17 @@ class Aggregator {
     bool active = false;
     uint64_t active_since = 0;  // schedule slot
     CpuTotals totals;
-    std::vector<Previous> previous;       // per event
-    std::vector<GroupPosition> position;  // per group
+    std::vector<Previous> previous;        // per event
+    std::vector<GroupPosition> position;   // per group
     std::vector<int> zero_running_streak;  // per group
     // The tick being assembled.
     bool tick_open = false;
     uint64_t tick_seq = 0;
     uint32_t tick_generation = 0;
     uint64_t tick = 0;
-    uint32_t tick_groups = 0;      // groups of this tick received
+    uint32_t tick_groups = 0;  // groups of this tick received
     uint32_t tick_groups_expected = 0;
-    bool tick_fresh = false;       // a group of the tick started a new generation
+    bool tick_fresh = false;  // a group of the tick started a new generation
     int64_t tick_end_ns = 0;
     std::vector<double> tick_deltas;
     // The previous complete tick.

@@ -39,6 +39,9 @@
 // counters may be read from any thread.
 #pragma once
 
+#include <pmu/rseq/counter_read.h>
+#include <pmu/rseq/per_cpu_ring.h>
+
 #include <array>
 #include <chrono>
 #include <map>
@@ -46,9 +49,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <pmu/rseq/counter_read.h>
-#include <pmu/rseq/per_cpu_ring.h>
 
 #include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/sample.h"
@@ -109,8 +109,8 @@ class CpuSampler {
     uint64_t rdpmc_aborts = 0;     // the counter-read section aborted
     uint64_t rdpmc_faults = 0;     // rdpmc faulted (user rdpmc switched off)
     collectors::ReadPath path = collectors::ReadPath::kRemoteRead;  // of the last group read
-    std::map<int, uint64_t> read_errors;  // errno -> count
-    Histogram read_duration{ReadDurationBuckets()};  // seconds per tick
+    std::map<int, uint64_t> read_errors;                            // errno -> count
+    Histogram read_duration{ReadDurationBuckets()};                 // seconds per tick
 
     // Adds the counters of `other` (a stopped sampler of the same CPU);
     // `path` stays this one's.
@@ -132,7 +132,7 @@ class CpuSampler {
   std::unique_ptr<collectors::CpuCounters> counters_;
   SampleRing& ring_;
   SamplerOptions options_;
-  std::vector<bool> rdpmc_;                // per group: on the rdpmc path
+  std::vector<bool> rdpmc_;                 // per group: on the rdpmc path
   std::vector<uint64_t> rdpmc_recheck_at_;  // per group: seq of the next validation
   bool rdpmc_disagreement_logged_ = false;
   bool rdpmc_implausible_logged_ = false;

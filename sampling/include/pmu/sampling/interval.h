@@ -44,8 +44,8 @@ struct IntervalRecord {
 };
 
 struct HostInterval {
-  uint64_t tick = 0;                       // the schedule slot
-  std::span<const IntervalRecord> cpus;    // one per CPU sampled in the slot
+  uint64_t tick = 0;                     // the schedule slot
+  std::span<const IntervalRecord> cpus;  // one per CPU sampled in the slot
 };
 
 class RoundObserver {

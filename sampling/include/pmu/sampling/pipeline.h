@@ -125,7 +125,7 @@ class Pipeline {
   bool running_ = false;
   bool hotplug_read_failed_ = false;  // logged once until a read succeeds
   uint64_t round_ = 0;
-  uint64_t manual_slot_ = 0;  // the last slot SampleNow() ticked
+  uint64_t manual_slot_ = 0;                      // the last slot SampleNow() ticked
   std::vector<collectors::GroupSample> drained_;  // reused by Drain()
 
   // Carried from the previous pipeline and from stopped samplers.

@@ -45,10 +45,10 @@ struct HttpServerOptions {
   // socket is always IPV6_V6ONLY, "::" included: one server serves one
   // address family, and the host says which.
   std::string host = "127.0.0.1";
-  bool ipv6 = false;                // host is IPv6 (implied by a ':' in host)
-  int port = 0;                     // 0 = pick a free port
-  std::string tls_cert_file;        // PEM certificate (chain); "" = plain HTTP
-  std::string tls_key_file;         // PEM private key
+  bool ipv6 = false;          // host is IPv6 (implied by a ':' in host)
+  int port = 0;               // 0 = pick a free port
+  std::string tls_cert_file;  // PEM certificate (chain); "" = plain HTTP
+  std::string tls_key_file;   // PEM private key
   size_t max_connections = 512;
   size_t max_request_bytes = 8192;
   std::chrono::milliseconds request_timeout{10000};
@@ -56,9 +56,9 @@ struct HttpServerOptions {
 };
 
 struct HttpRequest {
-  std::string method;  // "GET", "HEAD"
-  std::string path;    // without the query string
-  std::string query;   // after '?', "" if none
+  std::string method;                                        // "GET", "HEAD"
+  std::string path;                                          // without the query string
+  std::string query;                                         // after '?', "" if none
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
 };
 
@@ -84,9 +84,9 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  void Start();          // starts the server thread; does nothing after Stop()
-  void Stop();           // idempotent; returns within milliseconds; closes all connections
-  int port() const;      // the bound port (useful with port 0)
+  void Start();      // starts the server thread; does nothing after Stop()
+  void Stop();       // idempotent; returns within milliseconds; closes all connections
+  int port() const;  // the bound port (useful with port 0)
   bool tls() const;
 
   // Counters for self-metrics (any thread).
