@@ -15,11 +15,16 @@ int64_t MonotonicNanos() noexcept {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-CpuCounters::CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation)
+CpuCounters::CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation,
+                         bool quiet_not_ready)
     : cpu_(cpu), generation_(generation) {
   for (size_t g = 0; g < plan.groups.size(); ++g) {
     EventGroup::OpenError error;
     auto group = EventGroup::Open(sys, plan, g, cpu, &error);
+    if (group == nullptr && quiet_not_ready && error.err == ENODEV) {
+      ++not_ready_groups_;
+      continue;
+    }
     if (group == nullptr) {
       std::string events;
       for (size_t ev : plan.groups[g].members) {

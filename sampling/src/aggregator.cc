@@ -308,6 +308,18 @@ void Aggregator::Seed(const AggregateSnapshot& previous) {
   }
 }
 
+void Aggregator::ContinueFrom(const Aggregator& previous, int cpu) {
+  if (cpu < 0 || static_cast<size_t>(cpu) >= cpus_.size() ||
+      static_cast<size_t>(cpu) >= previous.cpus_.size()) {
+    return;
+  }
+  const CpuState& then = previous.cpus_[static_cast<size_t>(cpu)];
+  std::lock_guard lock(mutex_);
+  CpuState& now = cpus_[static_cast<size_t>(cpu)];
+  now.previous = then.previous;
+  now.position = then.position;
+}
+
 AggregateSnapshot Aggregator::TakeSnapshot() const {
   AggregateSnapshot snap;
   snap.plan = plan_;

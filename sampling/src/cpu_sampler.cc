@@ -51,9 +51,12 @@ void CpuSampler::Stats::Add(const Stats& other) {
   read_duration.Add(other.read_duration);
 }
 
-CpuSampler::CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, SampleRing& ring,
-                       SamplerOptions options)
-    : counters_(std::move(counters)), ring_(ring), options_(options) {
+CpuSampler::CpuSampler(std::shared_ptr<collectors::CpuCounters> counters, SampleRing& ring,
+                       SamplerOptions options, uint64_t first_seq)
+    : counters_(std::move(counters)),
+      ring_(ring),
+      options_(options),
+      seq_(first_seq > 0 ? first_seq - 1 : 0) {
   const size_t n = counters_->groups().size();
   rdpmc_.assign(n, false);
   rdpmc_recheck_at_.assign(n, 0);

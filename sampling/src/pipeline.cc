@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <tuple>
 
@@ -16,6 +17,24 @@ namespace {
 
 bool Contains(const std::vector<int>& sorted, int cpu) {
   return std::binary_search(sorted.begin(), sorted.end(), cpu);
+}
+
+// Two plans that open exactly the same fds in the same groups: a reload
+// between them can keep the fds open.
+bool SameFds(const collectors::EventPlan& a, const collectors::EventPlan& b) {
+  if (a.events.size() != b.events.size() || a.groups.size() != b.groups.size()) return false;
+  for (size_t g = 0; g < a.groups.size(); ++g) {
+    if (a.groups[g].members != b.groups[g].members) return false;
+  }
+  for (size_t e = 0; e < a.events.size(); ++e) {
+    const auto& x = a.events[e];
+    const auto& y = b.events[e];
+    if (x.name != y.name || x.supported != y.supported || x.group != y.group ||
+        std::memcmp(&x.attr, &y.attr, sizeof x.attr) != 0) {
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -80,10 +99,34 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);
   ring_ = std::make_unique<SampleRing>(slots, std::bit_ceil(std::max<size_t>(64, per_tick * 8)));
 
-  for (int cpu : cpus) StartCpu(cpu, /*start_thread=*/false);
-  spdlog::info("counting {} of {} events in {} groups on {} CPUs ({} perf fds), every {}",
+  // A reload whose plan opens the same fds keeps them open: the stopped
+  // samplers of `previous` share their counters with the new ones, which
+  // continue their sequence, and the aggregator continues from their last
+  // readings. Nothing that happened between the two configurations is lost.
+  // (Shared, not moved: if this reload fails, `previous` runs on with them.)
+  size_t kept = 0;
+  const bool same_fds = previous != nullptr && SameFds(*previous->plan_, *plan_);
+  if (previous != nullptr) generation_ = previous->generation_;
+  for (int cpu : cpus) {
+    std::shared_ptr<collectors::CpuCounters> counters;
+    uint64_t first_seq = 0;
+    if (same_fds) {
+      std::lock_guard lock(previous->mutex_);
+      if (auto it = previous->samplers_.find(cpu); it != previous->samplers_.end()) {
+        counters = it->second->shared_counters();
+        first_seq = it->second->next_seq();
+      }
+    }
+    if (counters != nullptr) {
+      aggregator_->ContinueFrom(*previous->aggregator_, cpu);
+      kept += counters->open_fds();
+    }
+    StartCpu(cpu, /*start_thread=*/false, std::move(counters), first_seq);
+  }
+  spdlog::info("counting {} of {} events in {} groups on {} CPUs ({} perf fds{}), every {}",
                plan_->SupportedCount(), plan_->events.size(), plan_->groups.size(), cpus.size(),
-               open_fds(), config::FormatDuration(config.sampling.interval));
+               open_fds(), kept > 0 ? ", kept open across the reload" : "",
+               config::FormatDuration(config.sampling.interval));
 }
 
 Pipeline::~Pipeline() {
@@ -110,14 +153,31 @@ uint64_t Pipeline::CurrentSlot() const {
                               options_.sampler.interval);
 }
 
-void Pipeline::StartCpu(int cpu, bool start_thread) {
-  const uint32_t generation = ++generation_[cpu];
-  auto counters = std::make_unique<collectors::CpuCounters>(sys_, *plan_, cpu, generation);
-  auto sampler = std::make_unique<CpuSampler>(std::move(counters), *ring_, options_.sampler);
+bool Pipeline::StartCpu(int cpu, bool start_thread, std::shared_ptr<collectors::CpuCounters> kept,
+                        uint64_t first_seq, bool just_online) {
+  std::shared_ptr<collectors::CpuCounters> counters = std::move(kept);
+  if (counters == nullptr) {
+    // A CPU that has only just come online may refuse perf events for a
+    // moment (ENODEV until perf's own hotplug step has run): try again next
+    // round rather than losing its groups for this generation.
+    const bool retry = just_online && not_ready_rounds_[cpu] < kNotReadyRounds;
+    auto fresh =
+        std::make_shared<collectors::CpuCounters>(sys_, *plan_, cpu, generation_[cpu] + 1, retry);
+    if (retry && fresh->not_ready_groups() > 0) {
+      ++not_ready_rounds_[cpu];
+      return false;
+    }
+    not_ready_rounds_.erase(cpu);
+    counters = std::move(fresh);
+    ++generation_[cpu];
+  }
+  auto sampler =
+      std::make_unique<CpuSampler>(std::move(counters), *ring_, options_.sampler, first_seq);
   aggregator_->SetCpuActive(cpu, true, std::max(CurrentSlot(), manual_slot_));
   if (start_thread) sampler->Start();
   std::lock_guard lock(mutex_);
   samplers_[cpu] = std::move(sampler);
+  return true;
 }
 
 void Pipeline::StopCpu(int cpu) {
@@ -217,7 +277,7 @@ bool Pipeline::CheckHotplug() {
   }
   for (int cpu : wanted) {
     if (Contains(running, cpu)) continue;
-    StartCpu(cpu, running_);
+    if (!StartCpu(cpu, running_, nullptr, 0, /*just_online=*/true)) continue;
     ++hotplug_events_;
     changed = true;
     spdlog::info("cpu {} came online: perf fds reopened (generation {}), sampling resumed", cpu,

@@ -18,12 +18,16 @@ namespace pmu::collectors {
 
 class CpuCounters {
  public:
-  CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation);
+  // With `quiet_not_ready`, groups refused with ENODEV (a CPU that has only
+  // just come online) are counted in not_ready_groups() instead of logged.
+  CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation,
+              bool quiet_not_ready = false);
 
   int cpu() const { return cpu_; }
   uint32_t generation() const { return generation_; }
   size_t open_groups() const { return groups_.size(); }
   size_t open_fds() const;
+  size_t not_ready_groups() const { return not_ready_groups_; }
 
   // The open groups (for samplers that choose a read path per group).
   std::vector<std::unique_ptr<EventGroup>>& groups() { return groups_; }
@@ -35,6 +39,7 @@ class CpuCounters {
  private:
   int cpu_;
   uint32_t generation_;
+  size_t not_ready_groups_ = 0;
   std::vector<std::unique_ptr<EventGroup>> groups_;
 };
 

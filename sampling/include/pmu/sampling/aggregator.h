@@ -115,6 +115,12 @@ class Aggregator {
   // Ingest.
   void Seed(const AggregateSnapshot& previous);
 
+  // A reload that keeps `cpu`'s fds open (the same plan, the same fds):
+  // its next reading continues from the last one `previous` ingested instead
+  // of counting from zero, so nothing between the two configurations is
+  // lost. REQUIRES: the two aggregators' plans are identical; after Seed,
+  // before the first Ingest of `cpu`.
+  void ContinueFrom(const Aggregator& previous, int cpu);
   AggregateSnapshot TakeSnapshot() const;
 
  private:

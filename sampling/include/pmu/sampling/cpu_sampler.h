@@ -82,8 +82,11 @@ class CpuSampler {
   // not a count.
   static constexpr double kMaxEventsPerSecond = 1e11;
 
-  CpuSampler(std::unique_ptr<collectors::CpuCounters> counters, SampleRing& ring,
-             SamplerOptions options);
+  // `counters` may be shared with a stopped sampler of the configuration
+  // this one replaces (a reload keeps unchanged fds open); `first_seq` then
+  // continues that sampler's sequence (its next_seq()).
+  CpuSampler(std::shared_ptr<collectors::CpuCounters> counters, SampleRing& ring,
+             SamplerOptions options, uint64_t first_seq = 0);
   ~CpuSampler();  // Stop()
   CpuSampler(const CpuSampler&) = delete;
   CpuSampler& operator=(const CpuSampler&) = delete;
@@ -99,6 +102,9 @@ class CpuSampler {
 
   int cpu() const { return counters_->cpu(); }
   collectors::CpuCounters& counters() { return *counters_; }
+  const std::shared_ptr<collectors::CpuCounters>& shared_counters() const { return counters_; }
+  // The sequence number the next reading will carry. REQUIRES: stopped.
+  uint64_t next_seq() const { return seq_ + 1; }
   int64_t heartbeat_ns() const { return loop_.heartbeat_ns(); }
 
   struct Stats {
@@ -129,7 +135,7 @@ class CpuSampler {
   bool TryRdpmc(size_t g, collectors::GroupSample* s);
   void Push(collectors::GroupSample& s);
 
-  std::unique_ptr<collectors::CpuCounters> counters_;
+  std::shared_ptr<collectors::CpuCounters> counters_;
   SampleRing& ring_;
   SamplerOptions options_;
   std::vector<bool> rdpmc_;                 // per group: on the rdpmc path

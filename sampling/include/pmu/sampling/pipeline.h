@@ -21,7 +21,12 @@
 // it (`previous`): events present in both (same name, same encoding) keep
 // their totals, every self-metric and kernel-statistics total continues, new
 // events start from zero, removed events and CPUs disappear. No counter a
-// scrape has seen goes backwards.
+// scrape has seen goes backwards. When the new plan opens exactly the same
+// fds, they stay open (shared with the stopped samplers until the old
+// pipeline is destroyed) and counting continues from the last reading: a
+// reload loses no count at all. Otherwise the new fds count from their
+// opening, and what happened between the last reading and the opening is
+// not counted.
 //
 // Thread safety: construction, AddObserver, SetPublisher, SampleNow, Start,
 // Stop and destruction from one thread (main). latest(), OldestHeartbeatNs(),
@@ -103,7 +108,11 @@ class Pipeline {
 
  private:
   std::vector<int> WantedCpus() const;
-  void StartCpu(int cpu, bool start_thread);
+  // Opens the CPU's fds (or takes `kept`, a previous pipeline's) and starts
+  // its sampler. Returns false when a CPU that has `just_online` is not yet
+  // ready for perf events: try again next round.
+  bool StartCpu(int cpu, bool start_thread, std::shared_ptr<collectors::CpuCounters> kept = nullptr,
+                uint64_t first_seq = 0, bool just_online = false);
   void StopCpu(int cpu);
   bool CheckHotplug();
   uint64_t CurrentSlot() const;
@@ -120,8 +129,12 @@ class Pipeline {
   std::unique_ptr<SampleRing> ring_;
   std::vector<RoundObserver*> observers_;
   Publisher publisher_;
-  std::vector<int> selectable_;  // CPUs the configuration selects (online or not)
-  std::map<int, uint32_t> generation_;
+  std::vector<int> selectable_;         // CPUs the configuration selects (online or not)
+  std::map<int, uint32_t> generation_;  // carried across reloads
+  // Rounds a just-online CPU has refused perf events (ENODEV); after
+  // kNotReadyRounds the failures are taken as they are (and logged).
+  static constexpr int kNotReadyRounds = 20;
+  std::map<int, int> not_ready_rounds_;
   bool running_ = false;
   bool hotplug_read_failed_ = false;  // logged once until a read succeeds
   uint64_t round_ = 0;
