@@ -161,6 +161,45 @@ TEST(ReadPath, HotplugAndReloadsLoseAndDoubleNothing) {
   EXPECT_EQ(rig.Truth(1, 0), 1000u);
 }
 
+// A reload with the same events keeps the fds open: what is counted after
+// the old configuration's last reading and before the new one's first is
+// not lost (before: ten reloads lost 2-3.5% of context switches).
+TEST(ReadPath, ReloadKeepsUnchangedFdsAndLosesNothingInBetween) {
+  Rig rig({.cap_user_time = true});
+  rig.pipeline->SampleNow();
+  rig.pmu.Count(1, rig.configs[0], 500);
+  const size_t fds = rig.pmu.open_fds();
+  rig.pipeline->SampleNow();  // the old configuration's last reading
+  rig.pmu.Count(1, rig.configs[0], 700);
+  auto next = std::make_unique<Pipeline>(rig.config, rig.pmu, rig.options, rig.pipeline.get());
+  EXPECT_EQ(rig.pmu.open_fds(), fds) << "the same plan must not open new fds";
+  next->SampleNow();
+  rig.pipeline = std::move(next);
+  EXPECT_EQ(rig.pmu.open_fds(), fds) << "the kept fds must outlive the old pipeline";
+  rig.pmu.Count(1, rig.configs[0], 100);
+  rig.pipeline->SampleNow();
+  EXPECT_EQ(rig.Exported(1, 0), 1300.0);
+  EXPECT_EQ(rig.Truth(1, 0), 1300u);
+}
+
+// A reload that fails after the new pipeline was built (an endpoint that
+// cannot bind) destroys it: the old pipeline runs on with the shared fds.
+TEST(ReadPath, AFailedReloadLeavesTheOldPipelineCounting) {
+  Rig rig({.cap_user_time = true});
+  rig.pipeline->SampleNow();
+  rig.pmu.Count(0, rig.configs[1], 40);
+  rig.pipeline->SampleNow();
+  {
+    Pipeline next(rig.config, rig.pmu, rig.options, rig.pipeline.get());
+    rig.pmu.Count(0, rig.configs[1], 2);
+    next.SampleNow();
+  }
+  rig.pmu.Count(0, rig.configs[1], 8);
+  rig.pipeline->SampleNow();
+  EXPECT_EQ(rig.Exported(0, 1), 50.0);
+  EXPECT_EQ(rig.Truth(0, 1), 50u);
+}
+
 // Random interleavings; the seed is printed so a failure can be replayed
 // with PMU_PROPERTY_SEED.
 TEST(ReadPath, PropertyTotalsAreMonotonicBoundedAndExact) {
