@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test stress bench bench-rseq package clean
+.PHONY: all deps configure build run test stress bench bench-rseq hw-check package clean
 
 all: build
 
@@ -31,6 +31,14 @@ test: build
 # Long torture/stress runs (not part of `make test`).
 stress: build
 	ctest --test-dir $(BUILD) --output-on-failure -L stress
+
+# Hardware self-check against perf stat on a host with a hardware PMU (root):
+# every read path, multiplexing, contention, user rdpmc switched off at run
+# time. Prints a table; without a PMU it says why and exits 0.
+# HW_CHECK_ARGS=--software runs the same checks with software events.
+hw-check: build
+	@scripts/install-deps.sh linux-perf
+	python3 scripts/hw-check.py --build $(BUILD) $(HW_CHECK_ARGS)
 
 bench-rseq: build
 	$(BUILD)/bench/rseq/bench_rseq

@@ -173,6 +173,16 @@ int Serve(const pmu::config::Config& config, const std::string& config_path) {
   pmu::daemon::Notifier notifier;
   pmu::daemon::Service service(config);
   if (auto wd = notifier.watchdog_interval()) service.set_heartbeat_period(*wd / 4);
+  // `make hw-check` forces each read path in turn.
+  if (const char* path = std::getenv("PMU_EXPORTER_READ_PATH")) {
+    pmu::sampling::SamplerOptions sampler;
+    if (!pmu::sampling::ApplyReadPathOverride(path, &sampler)) {
+      spdlog::critical("PMU_EXPORTER_READ_PATH={}: expected auto, read or remote", path);
+      return kExitUsage;
+    }
+    spdlog::warn("PMU_EXPORTER_READ_PATH={}: read path forced for diagnostics", path);
+    service.set_sampler_options(sampler);
+  }
   service.Start();
   service.Serve();
   // Ready only now: the endpoint listens and the first reading is in.

@@ -1,5 +1,6 @@
 #include "pmu/sampling/cpu_sampler.h"
 
+#include <pmu/collectors/topology.h>
 #include <pmu/rseq/abi.h>
 #include <pmu/rseq/read_fault.h>
 #include <pthread.h>
@@ -66,6 +67,15 @@ CpuSampler::CpuSampler(std::shared_ptr<collectors::CpuCounters> counters, Sample
 
 CpuSampler::~CpuSampler() { Stop(); }
 
+bool ApplyReadPathOverride(const char* value, SamplerOptions* options) {
+  const std::string v = value == nullptr ? "auto" : value;
+  if (v == "auto" || v.empty()) return true;
+  if (v != "read" && v != "remote") return false;
+  options->try_rdpmc = false;
+  options->pin_elsewhere = v == "remote";
+  return true;
+}
+
 void CpuSampler::Start() {
   loop_.Reset();
   thread_ = std::thread([this] { Run(); });
@@ -83,7 +93,15 @@ void CpuSampler::Run() {
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   cpu_set_t set;
   CPU_ZERO(&set);
-  CPU_SET(static_cast<size_t>(cpu()), &set);
+  int pin = cpu();
+  if (options_.pin_elsewhere) {
+    // The next online CPU after this one, wrapping around.
+    const std::vector<int> online = collectors::OnlineCpus("/");
+    auto it = std::upper_bound(online.begin(), online.end(), cpu());
+    if (it == online.end()) it = online.begin();
+    if (it != online.end()) pin = *it;
+  }
+  CPU_SET(static_cast<size_t>(pin), &set);
   if (sched_setaffinity(0, sizeof(set), &set) != 0) {
     spdlog::debug("cpu {}: cannot pin the sampler: {}", cpu(), std::strerror(errno));
   }

@@ -71,7 +71,16 @@ struct SamplerOptions {
   // rdpmc source: hardware, or fake counters in tests.
   rseq::PmcSource pmc = rseq::PmcSource::Hardware();
   bool try_rdpmc = true;
+  // Diagnostics (`make hw-check`): the thread runs on another CPU than the
+  // one it samples, so every read is a remote read().
+  bool pin_elsewhere = false;
 };
+
+// The read path a diagnostic run forces through PMU_EXPORTER_READ_PATH:
+// "auto" (or unset: rdpmc where validated, else read() on the CPU), "read"
+// (never rdpmc), "remote" (never rdpmc, read() from another CPU). Returns
+// false for any other value.
+bool ApplyReadPathOverride(const char* value, SamplerOptions* options);
 
 class CpuSampler {
  public:
