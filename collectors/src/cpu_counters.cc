@@ -16,9 +16,13 @@ int64_t MonotonicNanos() noexcept {
 }
 
 CpuCounters::CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation,
-                         bool quiet_not_ready)
+                         bool quiet_not_ready, const std::vector<std::vector<int>>* sites)
     : cpu_(cpu), generation_(generation) {
+  const std::vector<std::vector<int>> own =
+      sites == nullptr ? plan.GroupSites() : std::vector<std::vector<int>>{};
+  const std::vector<std::vector<int>>& where = sites == nullptr ? own : *sites;
   for (size_t g = 0; g < plan.groups.size(); ++g) {
+    if (!EventPlan::GroupOnCpu(where, g, cpu)) continue;
     EventGroup::OpenError error;
     auto group = EventGroup::Open(sys, plan, g, cpu, &error);
     if (group == nullptr && quiet_not_ready && error.err == ENODEV) {

@@ -4,6 +4,7 @@
 #include <sys/ioctl.h>
 
 #include <cerrno>
+#include <cstring>
 
 namespace pmu::collectors {
 namespace {
@@ -32,7 +33,9 @@ std::unique_ptr<EventGroup> EventGroup::Open(PerfSyscalls& sys, const EventPlan&
     const PlannedEvent& ev = plan.events.at(pg.members[i]);
     perf_event_attr attr = ev.attr;
     attr.read_format = kReadFormat;
-    attr.disabled = 0;
+    // The leader opens disabled; members follow it. EnableGroup below starts
+    // the complete group, so every member counts from the same moment.
+    attr.disabled = group->fds_.empty() ? 1 : 0;
     attr.inherit = 0;
     int leader = group->fds_.empty() ? -1 : group->fds_.front();
     int fd = sys.Open(&attr, -1, cpu, leader, 0);
@@ -48,6 +51,14 @@ std::unique_ptr<EventGroup> EventGroup::Open(PerfSyscalls& sys, const EventPlan&
     uint64_t id = 0;
     if (ioctl(fd, PERF_EVENT_IOC_ID, &id) != 0) id = 0;  // fakes in tests have no ids
     group->ids_.push_back(id);
+  }
+  if (const int rc = sys.EnableGroup(group->fds_.front()); rc < 0) {
+    if (error != nullptr) {
+      error->err = -rc;
+      error->event = pg.members.front();
+      error->message = "cannot enable group '" + pg.name + "': " + std::strerror(-rc);
+    }
+    return nullptr;
   }
   return group;
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <set>
 #include <stdexcept>
 
 #include "pmu/collectors/pfm.h"
@@ -86,56 +87,159 @@ uint64_t EnsureFdLimit(size_t cpus, size_t events, size_t reserve) {
   return lim.rlim_cur == RLIM_INFINITY ? UINT64_MAX : lim.rlim_cur;
 }
 
+namespace {
+
+// Probes `ev` CPU-wide on `cpu`; fills supported/unsupported_reason.
+void Probe(PlannedEvent& ev, PerfSyscalls& sys, int cpu) {
+  perf_event_attr probe = ev.attr;
+  int fd = sys.Open(&probe, -1, cpu, -1, 0);
+  if (fd >= 0) {
+    sys.Close(fd);
+    ev.supported = true;
+    return;
+  }
+  int err = -fd;
+  ev.unsupported_reason = DescribeOpenError(ev.event, ev.attr, err);
+  if (err == ENOENT || err == EOPNOTSUPP || err == ENODEV) {
+    spdlog::warn("event {}: unsupported: {}", ev.name, ev.unsupported_reason);
+  } else {
+    spdlog::error("event {}: cannot be opened: {}", ev.name, ev.unsupported_reason);
+  }
+}
+
+// One CPU per (package, die) in `cpus`, all of them known.
+bool OnePerDie(const std::vector<int>& cpus, const std::map<int, CpuLocation>& locations) {
+  std::set<std::pair<int, int>> seen;
+  for (int cpu : cpus) {
+    auto it = locations.find(cpu);
+    if (it == locations.end()) return false;
+    if (!seen.insert({it->second.package, it->second.die}).second) return false;
+  }
+  return !cpus.empty();
+}
+
+}  // namespace
+
+bool EventPlan::GroupOnCpu(const std::vector<std::vector<int>>& sites, size_t g, int cpu) {
+  if (g >= sites.size() || sites[g].empty()) return true;
+  return std::find(sites[g].begin(), sites[g].end(), cpu) != sites[g].end();
+}
+
+std::vector<std::vector<int>> EventPlan::GroupSites() const {
+  std::vector<std::vector<int>> out(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const PlannedEvent& leader = events[groups[g].members.front()];
+    if (leader.cpu_source != PmuCpuSource::kAny) out[g] = leader.cpus;
+    // A listed PMU with no CPU at all: open nowhere (-1 is no CPU).
+    if (leader.cpu_source != PmuCpuSource::kAny && out[g].empty()) out[g] = {-1};
+  }
+  return out;
+}
+
+std::vector<std::vector<int>> EventPlan::ReadGroupSites() const {
+  std::vector<std::vector<int>> out = GroupSites();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const PlannedEvent& leader = events[groups[g].members.front()];
+    if (leader.cpu_source == PmuCpuSource::kAny || leader.pmu_dir.empty()) continue;
+    PmuCpuSource source;
+    std::vector<int> now = ReadPmuCpus(leader.pmu_dir, &source);
+    out[g] = now.empty() ? std::vector<int>{-1} : now;
+  }
+  return out;
+}
+
 EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscalls& sys,
                          int probe_cpu) {
+  static const EventResolver* live = new EventResolver("/");  // read once per process
+  return BuildEventPlan(specs, sys, probe_cpu, *live, "/");
+}
+
+void ValidateEventNames(const config::Config& config, const EventResolver& resolver) {
+  for (size_t i = 0; i < config.events.size(); ++i) {
+    const config::EventSpec& spec = config.events[i];
+    try {
+      resolver.Resolve(spec.event);
+    } catch (const EventSpecError& e) {
+      if (!e.IsConfigError()) continue;
+      throw config::ConfigError(config.source, spec.event_line, spec.event_column,
+                                "events[" + std::to_string(i + 1) + "].event",
+                                std::string(e.what()) + " (see pmu-exporter --list-events)");
+    }
+  }
+}
+
+EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscalls& sys,
+                         int probe_cpu, const EventResolver& resolver, const std::string& root) {
   EventPlan plan;
   plan.events.reserve(specs.size());
+  std::vector<int> all_cpus;
+  try {
+    all_cpus = PossibleCpus(root);
+  } catch (const std::exception&) {
+  }
+  plan.locations = ReadCpuLocations(root, all_cpus);
   for (const auto& spec : specs) {
-    PlannedEvent ev;
-    ev.name = spec.name;
-    ev.event = spec.event;
-    EncodeResult enc = EncodeEvent(spec.event);
-    if (!enc.ok) {
-      ev.unsupported_reason = "libpfm4 cannot encode event '" + spec.event + "': " + enc.error +
-                              " (see pmu-exporter --list-events)";
-      spdlog::warn("event {}: unsupported: {}", spec.name, ev.unsupported_reason);
-      plan.events.push_back(std::move(ev));
+    PlannedEvent base;
+    base.name = spec.name;
+    base.event = spec.event;
+    base.group_name = spec.group;
+    ResolvedEvent resolved;
+    try {
+      resolved = resolver.Resolve(spec.event);
+    } catch (const EventSpecError& e) {
+      base.unsupported_reason = "event '" + spec.event + "': " + e.what();
+      spdlog::warn("event {}: {}: {}", spec.name,
+                   e.IsConfigError() ? "invalid" : "not countable on this host",
+                   base.unsupported_reason);
+      plan.events.push_back(std::move(base));
       continue;
     }
-    ev.attr = enc.attr;
-    ev.canonical = enc.canonical;
-    perf_event_attr probe = ev.attr;
-    int fd = sys.Open(&probe, -1, probe_cpu, -1, 0);
-    if (fd >= 0) {
-      sys.Close(fd);
-      ev.supported = true;
-    } else {
-      int err = -fd;
-      ev.unsupported_reason = DescribeOpenError(spec.event, ev.attr, err);
-      if (err == ENOENT || err == EOPNOTSUPP || err == ENODEV) {
-        spdlog::warn("event {}: unsupported: {}", spec.name, ev.unsupported_reason);
+    for (const ResolvedInstance& inst : resolved.instances) {
+      PlannedEvent ev = base;
+      ev.source = resolved.source;
+      ev.canonical = resolved.canonical;
+      ev.attr = inst.attr;
+      ev.pmu = inst.pmu;
+      ev.pmu_dir = inst.pmu_dir;
+      ev.scope = inst.scope;
+      ev.cpu_source = inst.cpu_source;
+      ev.cpus = inst.cpus;
+      ev.scale = inst.scale;
+      ev.unit = inst.unit;
+      ev.label_by_die = ev.scope == EventScope::kUnit && OnePerDie(ev.cpus, plan.locations);
+      if (ev.cpu_source != PmuCpuSource::kAny && ev.cpus.empty()) {
+        ev.unsupported_reason = "event '" + spec.event + "': PMU '" + ev.pmu + "' lists no CPU";
+        spdlog::warn("event {}: unsupported: {}", ev.name, ev.unsupported_reason);
       } else {
-        spdlog::error("event {}: cannot be opened: {}", spec.name, ev.unsupported_reason);
+        Probe(ev, sys, ev.cpus.empty() ? probe_cpu : ev.cpus.front());
       }
+      plan.events.push_back(std::move(ev));
     }
-    plan.events.push_back(std::move(ev));
   }
 
-  std::map<std::string, size_t> named_groups;
+  std::map<std::pair<std::string, std::string>, size_t> named_groups;
   for (size_t i = 0; i < plan.events.size(); ++i) {
     PlannedEvent& ev = plan.events[i];
     if (!ev.supported) continue;
-    const std::string& group_name = specs[i].group;
+    const std::string& group_name = ev.group_name;
+    const std::string display = ev.pmu.empty() ? group_name : group_name + "/" + ev.pmu;
     size_t g;
     if (group_name.empty()) {
       g = plan.groups.size();
-      plan.groups.push_back({ev.name, {}});
-    } else if (auto it = named_groups.find(group_name); it != named_groups.end()) {
+      plan.groups.push_back({ev.pmu.empty() ? ev.name : ev.name + "/" + ev.pmu, {}});
+    } else if (auto it = named_groups.find({group_name, ev.pmu}); it != named_groups.end()) {
       g = it->second;
+      const PlannedEvent& leader = plan.events[plan.groups[g].members.front()];
+      if (leader.scope != ev.scope || leader.cpus != ev.cpus) {
+        throw std::runtime_error("group '" + group_name + "': event '" + ev.name +
+                                 "' counts on other CPUs than its leader '" + leader.name + "' (" +
+                                 (ev.scope == EventScope::kUnit ? "per unit" : "per CPU") +
+                                 "); put it in a group of its own");
+      }
     } else {
       g = plan.groups.size();
-      named_groups.emplace(group_name, g);
-      plan.groups.push_back({group_name, {}});
+      named_groups.emplace(std::pair{group_name, ev.pmu}, g);
+      plan.groups.push_back({display, {}});
     }
     plan.groups[g].members.push_back(i);
     ev.group = static_cast<int>(g);

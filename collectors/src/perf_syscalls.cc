@@ -1,5 +1,6 @@
 #include "pmu/collectors/perf_syscalls.h"
 
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,6 +25,10 @@ ssize_t RealPerfSyscalls::Read(int fd, void* buf, size_t len) {
 }
 
 int RealPerfSyscalls::Close(int fd) { return ::close(fd) < 0 ? -errno : 0; }
+
+int RealPerfSyscalls::EnableGroup(int leader_fd) {
+  return ioctl(leader_fd, PERF_EVENT_IOC_ENABLE, PERF_IOC_FLAG_GROUP) < 0 ? -errno : 0;
+}
 
 const perf_event_mmap_page* RealPerfSyscalls::MapPage(int fd) {
   void* p = mmap(nullptr, static_cast<size_t>(sysconf(_SC_PAGESIZE)), PROT_READ, MAP_SHARED, fd, 0);

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 
@@ -29,6 +30,12 @@ bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
                                  std::tolower(static_cast<unsigned char>(b));
                         });
   return it != haystack.end();
+}
+
+std::string Upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
 }
 
 }  // namespace
@@ -80,6 +87,37 @@ std::vector<EventListing> ListEvents(std::string_view pattern) {
     }
   }
   return out;
+}
+
+std::string FindEventPmu(std::string_view event) {
+  EnsureInitialized();
+  static const std::map<std::string, std::string, std::less<>> known = [] {
+    // Upper-cased "pmu::EVENT" and "EVENT" -> PMU name, over every table.
+    std::map<std::string, std::string, std::less<>> names;
+    for (int p = PFM_PMU_NONE; p < PFM_PMU_MAX; ++p) {
+      pfm_pmu_info_t pinfo;
+      std::memset(&pinfo, 0, sizeof(pinfo));
+      pinfo.size = sizeof(pinfo);
+      if (pfm_get_pmu_info(static_cast<pfm_pmu_t>(p), &pinfo) != PFM_SUCCESS) continue;
+      for (int idx = pinfo.first_event; idx != -1; idx = pfm_get_event_next(idx)) {
+        pfm_event_info_t einfo;
+        std::memset(&einfo, 0, sizeof(einfo));
+        einfo.size = sizeof(einfo);
+        if (pfm_get_event_info(idx, PFM_OS_NONE, &einfo) != PFM_SUCCESS) continue;
+        const std::string base = Upper(einfo.name);
+        names.emplace(base, pinfo.name);
+        names.emplace(Upper(pinfo.name) + "::" + base, pinfo.name);
+      }
+    }
+    return names;
+  }();
+  // Drop unit masks and modifiers: "skx::EVENT:UMASK:u=1" -> "SKX::EVENT".
+  std::string key = Upper(event);
+  const size_t pmu_sep = key.find("::");
+  const size_t mods = key.find(':', pmu_sep == std::string::npos ? 0 : pmu_sep + 2);
+  if (mods != std::string::npos) key.resize(mods);
+  const auto it = known.find(key);
+  return it == known.end() ? std::string() : it->second;
 }
 
 }  // namespace pmu::collectors

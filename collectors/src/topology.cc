@@ -23,4 +23,21 @@ std::vector<int> ReadCpuList(const std::string& root, const std::string& which) 
   }
 }
 
+std::map<int, CpuLocation> ReadCpuLocations(const std::string& root, const std::vector<int>& cpus) {
+  std::string base = root;
+  if (!base.empty() && base.back() == '/') base.pop_back();
+  std::map<int, CpuLocation> out;
+  for (int cpu : cpus) {
+    const std::string dir =
+        base + "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    CpuLocation loc;
+    std::ifstream package(dir + "physical_package_id");
+    if (!(package >> loc.package)) continue;
+    std::ifstream die(dir + "die_id");
+    if (!(die >> loc.die)) loc.die = 0;
+    out[cpu] = loc;
+  }
+  return out;
+}
+
 }  // namespace pmu::collectors

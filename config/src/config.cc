@@ -500,6 +500,8 @@ class Validator {
     const auto* event = String(table, path, "event", "\"instructions\"");
     if (event == nullptr) Fail(table.source(), path + ".event", "missing required key 'event'");
     spec.event = event->get();
+    spec.event_line = static_cast<int>(event->source().begin.line);
+    spec.event_column = static_cast<int>(event->source().begin.column);
     if (spec.event.find_first_not_of(" \t") == std::string::npos) {
       Fail(event->source(), path + ".event",
            "event string must not be empty (a libpfm4 event, e.g. \"instructions\")");

@@ -76,8 +76,14 @@ void FakeKernelPmu::Program(Event& e) {
   counters_[e.slot] = rdpmc_per_counter_disabled_ ? 0 : e.raw;
 }
 
+bool FakeKernelPmu::Enabled(const Event& e) const {
+  if (!e.enabled) return false;
+  const auto leader = events_.find(e.leader);
+  return leader == events_.end() || leader->second.enabled;
+}
+
 void FakeKernelPmu::Advance(Event& e, int64_t now) {
-  if (!e.frozen) {
+  if (!e.frozen && Enabled(e)) {
     e.enabled_ns += now - e.since_ns;
     if (e.in) e.running_ns += now - e.since_ns;
   }
@@ -91,7 +97,7 @@ void FakeKernelPmu::UpdatePage(Event& e, int64_t now) {
   std::atomic_thread_fence(std::memory_order_seq_cst);
   p->lock = p->lock + 1;  // odd: being written
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  p->index = e.in && !e.frozen ? static_cast<uint32_t>(e.slot + 1) : 0;
+  p->index = e.in && !e.frozen && Enabled(e) ? static_cast<uint32_t>(e.slot + 1) : 0;
   p->offset = static_cast<int64_t>(e.count - static_cast<uint64_t>(SignExtend(e.raw)));
   p->time_enabled = static_cast<uint64_t>(e.enabled_ns);
   p->time_running = static_cast<uint64_t>(e.running_ns);
@@ -126,6 +132,17 @@ int FakeKernelPmu::Open(perf_event_attr* attr, pid_t pid, int cpu, int group_fd,
   e.leader = group_fd < 0 ? fd : group_fd;
   e.slot = slot;
   e.since_ns = NowNs();
+  e.enabled = attr->disabled == 0;
+  if (group_fd >= 0) {
+    // Attached to a group that already counts: not scheduled until the
+    // group's next sched-in.
+    const auto leader = events_.find(group_fd);
+    if (leader == events_.end()) {
+      slot_used_[slot] = false;
+      return -EBADF;
+    }
+    if (leader->second.enabled) e.in = false;
+  }
   Program(e);
   events_[fd] = e;
   return fd;
@@ -153,6 +170,27 @@ ssize_t FakeKernelPmu::Read(int fd, void* buf, size_t len) {
   const size_t n = std::min(len, words.size() * sizeof(uint64_t));
   std::memcpy(buf, words.data(), n);
   return static_cast<ssize_t>(n);
+}
+
+int FakeKernelPmu::EnableGroup(int leader_fd) {
+  std::lock_guard lock(mutex_);
+  auto it = events_.find(leader_fd);
+  if (it == events_.end()) return -EBADF;
+  const int64_t now = NowNs();
+  for (auto& [fd, e] : events_) {
+    if (e.leader != leader_fd) continue;
+    Advance(e, now);  // up to now in the old state
+  }
+  for (auto& [fd, e] : events_) {
+    if (e.leader != leader_fd) continue;
+    e.enabled = true;
+    if (!e.frozen) {
+      e.in = true;  // the group is scheduled in as a whole
+      Program(e);
+    }
+    UpdatePage(e, now);
+  }
+  return 0;
 }
 
 int FakeKernelPmu::Close(int fd) {
@@ -197,7 +235,7 @@ void FakeKernelPmu::Count(int cpu, uint64_t config, uint64_t n) {
   if (n >= left) throw std::invalid_argument("FakeKernelPmu::Count: more than one overflow");
   const int64_t now = NowNs();
   for (auto& [fd, e] : events_) {
-    if (e.cpu != cpu || e.config != config || !e.in || e.frozen) continue;
+    if (e.cpu != cpu || e.config != config || !e.in || e.frozen || !Enabled(e)) continue;
     e.count += n;
     const uint64_t raw = e.raw + n;
     if (raw > Mask()) {

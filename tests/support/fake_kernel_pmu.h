@@ -27,7 +27,13 @@
 //  - scheduled out (multiplexing): enabled time runs, running time and the
 //    count do not;
 //  - a CPU taken offline freezes its events: read() keeps returning their
-//    final counts.
+//    final counts;
+//  - an event opened with attr.disabled neither counts nor accrues enabled
+//    time until PERF_EVENT_IOC_ENABLE (EnableGroup enables the leader and
+//    every member, scheduling the group in); a member opened into a group
+//    whose leader is already enabled is not scheduled (counts nothing, index
+//    0) until the group is next scheduled in, as with the kernel's
+//    perf_group_attach on an active context.
 //
 // The ground truth: TrueCount(cpu, config) sums what every fd ever opened
 // for that CPU and event counted while it was open.
@@ -66,6 +72,7 @@ class FakeKernelPmu final : public collectors::PerfSyscalls {
   int Open(perf_event_attr* attr, pid_t pid, int cpu, int group_fd, unsigned long flags) override;
   ssize_t Read(int fd, void* buf, size_t len) override;
   int Close(int fd) override;
+  int EnableGroup(int leader_fd) override;
   const perf_event_mmap_page* MapPage(int fd) override;
   void UnmapPage(const perf_event_mmap_page* page) override;
 
@@ -95,12 +102,14 @@ class FakeKernelPmu final : public collectors::PerfSyscalls {
     uint64_t raw = 0;  // the pmc_width-bit hardware counter
     bool in = true;    // scheduled in
     bool frozen = false;
+    bool enabled = true;     // !attr.disabled, or enabled by ioctl since
     int64_t enabled_ns = 0;  // accumulated up to `since_ns`
     int64_t running_ns = 0;
     int64_t since_ns = 0;
     perf_event_mmap_page* page = nullptr;
   };
 
+  bool Enabled(const Event& e) const;   // the event and its leader are enabled
   void Advance(Event& e, int64_t now);  // times up to now
   void Program(Event& e);               // raw = -(2^(w-1) - 1)
   void UpdatePage(Event& e, int64_t now);

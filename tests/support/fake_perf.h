@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "pmu/collectors/perf_syscalls.h"
 
@@ -30,6 +31,7 @@ class FakePerf : public collectors::PerfSyscalls {
     }
     int fd = next_fd_++;
     open_.insert(fd);
+    opened_.emplace_back(attr->type, attr->config, cpu);
     leaders_[fd] = group_fd;
     ++opens_;
     return fd;
@@ -63,7 +65,24 @@ class FakePerf : public collectors::PerfSyscalls {
     std::lock_guard lock(mu_);
     if (!open_.erase(fd)) return -EBADF;
     leaders_.erase(fd);
+    enabled_.erase(fd);
     return 0;
+  }
+  int EnableGroup(int leader_fd) override {
+    std::lock_guard lock(mu_);
+    if (!open_.count(leader_fd)) return -EBADF;
+    enabled_.insert(leader_fd);
+    return 0;
+  }
+  // Whether the group led by `leader_fd` was enabled (opened groups must be).
+  bool enabled(int leader_fd) {
+    std::lock_guard lock(mu_);
+    return enabled_.count(leader_fd) > 0;
+  }
+  // (type, config, cpu) of every successful open, in order.
+  std::vector<std::tuple<uint32_t, uint64_t, int>> opened() {
+    std::lock_guard lock(mu_);
+    return opened_;
   }
   // No perf_event_mmap_page unless a test provides pages (rdpmc tests).
   std::function<const perf_event_mmap_page*(int fd)> map_page;
@@ -88,6 +107,8 @@ class FakePerf : public collectors::PerfSyscalls {
   bool blocked_ = false;
   std::map<std::tuple<uint32_t, uint64_t, int>, int> failures_;
   std::set<int> open_;
+  std::set<int> enabled_;
+  std::vector<std::tuple<uint32_t, uint64_t, int>> opened_;
   std::map<int, int> leaders_;
   int next_fd_ = 1000;
   size_t opens_ = 0;

@@ -1,6 +1,9 @@
 // CpuCounters: every group of an EventPlan opened on one CPU.
 //
-// A group that fails to open on this CPU is logged once (naming the CPU, the
+// Only the groups whose PMU covers this CPU are opened: `sites` gives each
+// group's CPUs (EventPlan::GroupSites/ReadGroupSites; an empty entry = every
+// CPU); without it, the plan's own. A group that fails to open on this CPU is
+// logged once (naming the CPU, the
 // group and the event) and left out; the other groups and the other CPUs keep
 // working.
 //
@@ -21,7 +24,7 @@ class CpuCounters {
   // With `quiet_not_ready`, groups refused with ENODEV (a CPU that has only
   // just come online) are counted in not_ready_groups() instead of logged.
   CpuCounters(PerfSyscalls& sys, const EventPlan& plan, int cpu, uint32_t generation,
-              bool quiet_not_ready = false);
+              bool quiet_not_ready = false, const std::vector<std::vector<int>>* sites = nullptr);
 
   int cpu() const { return cpu_; }
   uint32_t generation() const { return generation_; }

@@ -1,8 +1,10 @@
 // EventGroup: the perf_event fds of one PlannedGroup on one CPU.
 //
 // Opened CPU-wide (pid = -1, cpu = N) as a counting group with read_format
-// GROUP|ID|TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING. Open either succeeds for the
-// whole group or closes whatever it had opened and reports the errno.
+// GROUP|ID|TOTAL_TIME_ENABLED|TOTAL_TIME_RUNNING, the leader disabled, then
+// enabled once with every member in place (PerfSyscalls::EnableGroup). Open
+// either succeeds for the whole group or closes whatever it had opened and
+// reports the errno.
 //
 // Thread safety: one thread at a time per object. read() on a CPU-wide fd is
 // correct from any CPU (the kernel IPIs CPU N when needed).

@@ -29,6 +29,12 @@ class PerfSyscalls {
   virtual ssize_t Read(int fd, void* buf, size_t len) = 0;
   // close(2); returns 0 or -errno.
   virtual int Close(int fd) = 0;
+  // ioctl(leader_fd, PERF_EVENT_IOC_ENABLE, PERF_IOC_FLAG_GROUP): starts a
+  // group opened disabled, leader and every member at once. Returns 0 or
+  // -errno. (A member added to an already-counting group is not scheduled
+  // until the group is next scheduled in, so groups are opened disabled and
+  // enabled once complete.)
+  virtual int EnableGroup(int leader_fd) = 0;
   // mmap(2) of the event's first page (struct perf_event_mmap_page, the
   // rdpmc metadata), read-only. nullptr when it cannot be mapped.
   virtual const perf_event_mmap_page* MapPage(int fd) = 0;
@@ -40,6 +46,7 @@ class RealPerfSyscalls final : public PerfSyscalls {
   int Open(perf_event_attr* attr, pid_t pid, int cpu, int group_fd, unsigned long flags) override;
   ssize_t Read(int fd, void* buf, size_t len) override;
   int Close(int fd) override;
+  int EnableGroup(int leader_fd) override;
   const perf_event_mmap_page* MapPage(int fd) override;
   void UnmapPage(const perf_event_mmap_page* page) override;
 };

@@ -40,4 +40,9 @@ struct EventListing {
 // ("" = all).
 std::vector<EventListing> ListEvents(std::string_view pattern);
 
+// The libpfm4 PMU whose tables define `event` ("skx::UNC_M_CAS_COUNT:RD",
+// "INST_RETIRED:ANY_P", case-insensitive), whether or not that PMU is present
+// on this host; "" when no table defines it.
+std::string FindEventPmu(std::string_view event);
+
 }  // namespace pmu::collectors

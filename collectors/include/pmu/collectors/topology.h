@@ -4,6 +4,7 @@
 // Thread safety: free functions, reentrant.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,5 +21,16 @@ inline std::vector<int> OnlineCpus(const std::string& root = "/") {
 inline std::vector<int> PossibleCpus(const std::string& root = "/") {
   return ReadCpuList(root, "possible");
 }
+
+struct CpuLocation {
+  int package = -1;  // physical_package_id
+  int die = 0;       // die_id (0 where the kernel has no die_id file)
+  bool operator==(const CpuLocation&) const = default;
+};
+
+// Package and die of every CPU in `cpus` whose
+// <root>/sys/devices/system/cpu/cpuN/topology is readable (offline CPUs may
+// have none); never throws.
+std::map<int, CpuLocation> ReadCpuLocations(const std::string& root, const std::vector<int>& cpus);
 
 }  // namespace pmu::collectors

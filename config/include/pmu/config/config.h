@@ -23,7 +23,8 @@
 //   [stats]    proc_stat, softirqs, schedstat, cpufreq = booleans (default
 //              true): which per-CPU kernel statistics sources are exported
 //   [[events]] name = label value (required, unique, [A-Za-z0-9_.:-]+),
-//              event = libpfm4 event string (required, non-empty),
+//              event = event string (required, non-empty; its meaning is
+//              checked by collectors::ValidateEventNames, which knows the host),
 //              group = "" (events sharing a non-empty group are one perf group)
 //   [exporter] max_series = integer (default 50000): the most series the
 //              configuration may produce (checked by the daemon, which knows
@@ -105,10 +106,13 @@ struct ListenAddress {
 
 struct EventSpec {
   std::string name;   // label value exported; unique; [A-Za-z0-9_.:-]+
-  std::string event;  // libpfm4 event string
+  std::string event;  // event string (collectors/event_source.h: sysfs, tracepoint, raw,
+                      // perf software or libpfm4 name)
   std::string group;  // "" = counted alone
   int line = 0;       // where the entry starts in the file (0 for built-in)
   int column = 0;
+  int event_line = 0;  // where the `event` value is (0 for built-in)
+  int event_column = 0;
   bool operator==(const EventSpec& o) const {
     return name == o.name && event == o.event && group == o.group;
   }
