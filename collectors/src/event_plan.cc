@@ -187,7 +187,8 @@ EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscal
     try {
       resolved = resolver.Resolve(spec.event);
     } catch (const EventSpecError& e) {
-      base.unsupported_reason = "event '" + spec.event + "': " + e.what();
+      base.unsupported_reason = "event '" + spec.event + "': " + e.what() +
+                                (e.IsConfigError() ? " (see pmu-exporter --list-events)" : "");
       spdlog::warn("event {}: {}: {}", spec.name,
                    e.IsConfigError() ? "invalid" : "not countable on this host",
                    base.unsupported_reason);

@@ -345,6 +345,12 @@ ResolvedEvent EventResolver::ResolveLibpfm(std::string_view text,
                              ", which this host does not have (" + enc.error + ")");
   }
   std::vector<std::string> known = SoftwareEventNames();
+  // perf's generic hardware names, which libpfm4 accepts as aliases.
+  for (const char* hw : {"cycles", "cpu-cycles", "instructions", "cache-references", "cache-misses",
+                         "branches", "branch-instructions", "branch-misses", "bus-cycles",
+                         "ref-cycles", "stalled-cycles-frontend", "stalled-cycles-backend"}) {
+    known.emplace_back(hw);
+  }
   for (const auto& e : ListEvents("")) {
     known.push_back(e.name);
     if (const size_t sep = e.name.find("::"); sep != std::string::npos) {
