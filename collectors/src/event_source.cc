@@ -338,12 +338,12 @@ ResolvedEvent EventResolver::ResolveLibpfm(std::string_view text,
     out.instances.push_back(std::move(inst));
     return out;
   }
-  if (deferred) throw *deferred;  // it looked like a tracepoint, and was not a libpfm4 name
   if (const std::string pmu = FindEventPmu(text); !pmu.empty()) {
     throw EventSpecError(Kind::kNotCountableHere,
                          "libpfm4 event " + Quote(text) + " belongs to PMU " + Quote(pmu) +
                              ", which this host does not have (" + enc.error + ")");
   }
+  if (deferred) throw *deferred;  // it looked like a tracepoint, and is no libpfm4 name
   std::vector<std::string> known = SoftwareEventNames();
   // perf's generic hardware names, which libpfm4 accepts as aliases.
   for (const char* hw : {"cycles", "cpu-cycles", "instructions", "cache-references", "cache-misses",

@@ -19,6 +19,7 @@
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
 #include "pmu/daemon/cli.h"
+#include "pmu/daemon/event_commands.h"
 #include "pmu/daemon/logging.h"
 #include "pmu/daemon/notify.h"
 #include "pmu/daemon/service.h"
@@ -34,25 +35,6 @@ constexpr int kExitOk = 0;
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-int ListEvents(const std::string& pattern) {
-  auto& sys = pmu::collectors::DefaultPerfSyscalls();
-  int cpu = pmu::collectors::OnlineCpus().front();
-  for (const auto& e : pmu::collectors::ListEvents(pattern)) {
-    auto enc = pmu::collectors::EncodeEvent(e.name);
-    const char* mark = "  ";
-    if (enc.ok) {
-      int fd = sys.Open(&enc.attr, -1, cpu, -1, 0);
-      if (fd >= 0) {
-        sys.Close(fd);
-        mark = "* ";
-      }
-    }
-    std::printf("%s%-50s %s\n", mark, e.name.c_str(), e.description.c_str());
-  }
-  std::printf("\n* = this host can count the event (CPU-wide on cpu %d)\n", cpu);
-  return kExitOk;
-}
-
 // --check-config: the summary line, then the series the configuration
 // would export on this host (events probed as start-up probes them).
 int CheckConfig(const pmu::config::Config& config) {
@@ -62,6 +44,7 @@ int CheckConfig(const pmu::config::Config& config) {
       config.sampling.all_cpus ? pmu::collectors::PossibleCpus() : config.sampling.cpus;
   auto plan = std::make_shared<const pmu::collectors::EventPlan>(pmu::collectors::BuildEventPlan(
       config.events, pmu::collectors::DefaultPerfSyscalls(), online.front()));
+  pmu::daemon::PrintEventLines(config, *plan, std::cout);
   const auto estimate = pmu::metrics::EstimateSeries(config, plan, cpus);
   std::cout << "series: " << estimate.total << " of at most " << config.exporter.max_series
             << " ([exporter] max_series) on " << cpus.size() << " CPUs\n";
@@ -86,7 +69,9 @@ sigset_t HandledSignals() {
 pmu::config::Config LoadConfig(const std::string& path) {
   if (path.empty()) return pmu::config::DefaultConfig();
   pmu::config::ParseContext context{pmu::collectors::PossibleCpus()};
-  return pmu::config::LoadConfigFile(path, context);
+  pmu::config::Config config = pmu::config::LoadConfigFile(path, context);
+  pmu::daemon::ValidateEvents(config);  // as start-up resolves them; ConfigError otherwise
+  return config;
 }
 
 std::string ReadyStatus(const pmu::daemon::Service& service) {
@@ -230,7 +215,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (opts.list_events) return ListEvents(opts.list_pattern);
+    if (opts.list_events) return pmu::daemon::ListEvents(opts.list_pattern, std::cout);
     if (opts.hash_password) {
       const std::string password = pmu::web::ReadPassword(std::cin, STDIN_FILENO);
       if (password.empty()) {

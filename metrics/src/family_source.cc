@@ -3,7 +3,12 @@
 #include <pmu/rseq/abi.h>
 #include <string.h>
 
+#include <algorithm>
+#include <cctype>
 #include <map>
+#include <span>
+#include <tuple>
+#include <vector>
 
 #include "pmu/metrics/build_info.h"
 #include "pmu/metrics/derived.h"
@@ -14,29 +19,128 @@ namespace {
 using sampling::CpuTotals;
 using sampling::EventTotals;
 
+// How a PMU's unit (events/<name>.unit) is exported: the family's base
+// unit and what one scaled count is in it. Counts with no unit stay in
+// pmu_events_total.
+struct UnitFamily {
+  std::string family;  // "" = pmu_events_total
+  double factor = 1;   // multiplies count * .scale
+  std::string help;
+};
+
+UnitFamily FamilyForUnit(const std::string& unit) {
+  if (unit.empty()) return {};
+  std::string lower;
+  for (char c : unit) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == "joules" || lower == "j") {
+    return {"pmu_event_joules_total", 1, "Energy counted by a PMU (e.g. RAPL), in joules."};
+  }
+  if (lower == "mib" || lower == "kib" || lower == "bytes" || lower == "b") {
+    const double f = lower == "mib" ? 1048576.0 : lower == "kib" ? 1024.0 : 1.0;
+    return {"pmu_event_bytes_total", f,
+            "Data counted by a PMU (e.g. memory controller), in bytes."};
+  }
+  if (lower == "ns" || lower == "us" || lower == "ms" || lower == "s" || lower == "seconds") {
+    const double f = lower == "ns" ? 1e-9 : lower == "us" ? 1e-6 : lower == "ms" ? 1e-3 : 1.0;
+    return {"pmu_event_seconds_total", f, "Time counted by a PMU, in seconds."};
+  }
+  std::string name = "pmu_event_";
+  for (char c : lower) name += std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
+  return {name + "_total", 1, "Counts of a PMU event in the unit its sysfs .unit file names."};
+}
+
+// One exported series of an event: per CPU, or per (package, die) for unit
+// events opened once per die (summed over the CPUs the die's event ran on,
+// so a hotplug move of the uncore event keeps the series continuous).
+struct EventSeries {
+  size_t event = 0;
+  std::string cpu, package, die;
+  EventTotals totals;
+};
+
+std::vector<EventSeries> CollectSeries(const sampling::Snapshot& snap) {
+  const auto& events = snap.plan->events;
+  std::vector<EventSeries> out;
+  std::map<std::tuple<size_t, int, int>, size_t> by_die;
+  for (const CpuTotals& cpu : snap.counters) {
+    for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
+      const EventTotals& t = cpu.events[i];
+      if (!events[i].supported || !t.seen) continue;
+      const auto loc = snap.plan->locations.find(cpu.cpu);
+      if (!events[i].label_by_die || loc == snap.plan->locations.end()) {
+        out.push_back({i, std::to_string(cpu.cpu), "", "", t});
+        continue;
+      }
+      const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
+      auto [it, fresh] = by_die.emplace(key, out.size());
+      if (fresh) {
+        out.push_back(
+            {i, "", std::to_string(loc->second.package), std::to_string(loc->second.die), t});
+        continue;
+      }
+      EventTotals& sum = out[it->second].totals;
+      sum.exact += t.exact;
+      sum.scaled += t.scaled;
+      sum.enabled_ns += t.enabled_ns;
+      sum.running_ns += t.running_ns;
+      sum.samples += t.samples;
+      if (t.samples > 0) sum.last_running_ratio = t.last_running_ratio;
+    }
+  }
+  return out;
+}
+
 class EventFamilySource final : public FamilySource {
  public:
   void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
     const sampling::Snapshot* snap = snapshot.sampling.get();
     const bool have = snap != nullptr && snap->plan != nullptr;
+    const std::vector<EventSeries> series =
+        have ? CollectSeries(*snap) : std::vector<EventSeries>{};
+    const auto sample = [&](const EventSeries& s, double value) {
+      const auto& ev = snap->plan->events[s.event];
+      std::vector<Label> labels;
+      if (!s.cpu.empty()) labels.push_back({"cpu", s.cpu});
+      if (!s.die.empty()) labels.push_back({"die", s.die});
+      labels.push_back({"event", ev.name});
+      if (!s.package.empty()) labels.push_back({"package", s.package});
+      if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
+      out.Sample(std::span<const Label>(labels), value);
+    };
     const auto per_event = [&](std::string_view name, std::string_view help, MetricType type,
                                double (*value)(const EventTotals&)) {
       out.Family(name, help, type);
-      if (!have) return;
-      const auto& events = snap->plan->events;
-      for (const CpuTotals& cpu : snap->counters) {
-        const std::string cpu_label = std::to_string(cpu.cpu);
-        for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
-          const EventTotals& t = cpu.events[i];
-          if (!events[i].supported || !t.seen) continue;
-          out.Sample({{"cpu", cpu_label}, {"event", events[i].name}}, value(t));
+      for (const EventSeries& s : series) sample(s, value(s.totals));
+    };
+    // Counts: plain ones in pmu_events_total, ones with a unit in their
+    // unit's family, scaled (README: units).
+    std::vector<UnitFamily> unit_families;
+    if (have) {
+      for (const auto& ev : snap->plan->events) {
+        UnitFamily f = FamilyForUnit(ev.unit);
+        if (ev.supported && !f.family.empty() &&
+            std::none_of(unit_families.begin(), unit_families.end(),
+                         [&](const UnitFamily& u) { return u.family == f.family; })) {
+          unit_families.push_back(std::move(f));
         }
       }
-    };
-    per_event("pmu_events_total",
-              "Events counted on a CPU since the exporter started, scaled for multiplexing by "
-              "time enabled over time running.",
-              MetricType::kCounter, [](const EventTotals& t) { return t.count(); });
+    }
+    out.Family("pmu_events_total",
+               "Events counted on a CPU (or a PMU unit) since the exporter started, scaled for "
+               "multiplexing by time enabled over time running.",
+               MetricType::kCounter);
+    for (const EventSeries& s : series) {
+      const auto& ev = snap->plan->events[s.event];
+      if (FamilyForUnit(ev.unit).family.empty()) sample(s, s.totals.count() * ev.scale);
+    }
+    for (const UnitFamily& family : unit_families) {
+      out.Family(family.family, family.help, MetricType::kCounter);
+      for (const EventSeries& s : series) {
+        const auto& ev = snap->plan->events[s.event];
+        const UnitFamily u = FamilyForUnit(ev.unit);
+        if (u.family == family.family) sample(s, s.totals.count() * ev.scale * u.factor);
+      }
+    }
     per_event("pmu_event_enabled_seconds_total", "Time the event was enabled on the CPU.",
               MetricType::kCounter, [](const EventTotals& t) { return t.enabled_seconds(); });
     per_event("pmu_event_running_seconds_total",
@@ -66,7 +170,11 @@ class EventFamilySource final : public FamilySource {
                MetricType::kGauge);
     if (have) {
       for (const auto& ev : snap->plan->events) {
-        out.Sample({{"event", ev.name}}, ev.supported ? 1 : 0);
+        if (ev.pmu.empty()) {
+          out.Sample({{"event", ev.name}}, ev.supported ? 1 : 0);
+        } else {
+          out.Sample({{"event", ev.name}, {"pmu", ev.pmu}}, ev.supported ? 1 : 0);
+        }
       }
     }
     out.Family("pmu_exporter_build_info", "Version and revision of pmu-exporter.",

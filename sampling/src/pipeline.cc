@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "pmu/collectors/cpu_counters.h"
+#include "pmu/collectors/event_source.h"
 #include "pmu/collectors/topology.h"
 
 namespace pmu::sampling {
@@ -55,8 +56,10 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   }
   if (cpus.empty()) throw std::runtime_error("none of the configured CPUs is online");
 
+  const collectors::EventResolver resolver(options_.root);
   plan_ = std::make_shared<collectors::EventPlan>(
-      collectors::BuildEventPlan(config.events, sys, cpus.front()));
+      collectors::BuildEventPlan(config.events, sys, cpus.front(), resolver, options_.root));
+  sites_ = plan_->GroupSites();
   if (plan_->SupportedCount() == 0) {
     spdlog::warn(
         "none of the {} configured events can be counted on this host; only "
@@ -105,7 +108,9 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   // readings. Nothing that happened between the two configurations is lost.
   // (Shared, not moved: if this reload fails, `previous` runs on with them.)
   size_t kept = 0;
-  const bool same_fds = previous != nullptr && SameFds(*previous->plan_, *plan_);
+  // (Same PMU CPUs too: a cpumask that moved means other fds.)
+  const bool same_fds =
+      previous != nullptr && SameFds(*previous->plan_, *plan_) && previous->sites_ == sites_;
   if (previous != nullptr) generation_ = previous->generation_;
   for (int cpu : cpus) {
     std::shared_ptr<collectors::CpuCounters> counters;
@@ -161,8 +166,8 @@ bool Pipeline::StartCpu(int cpu, bool start_thread, std::shared_ptr<collectors::
     // moment (ENODEV until perf's own hotplug step has run): try again next
     // round rather than losing its groups for this generation.
     const bool retry = just_online && not_ready_rounds_[cpu] < kNotReadyRounds;
-    auto fresh =
-        std::make_shared<collectors::CpuCounters>(sys_, *plan_, cpu, generation_[cpu] + 1, retry);
+    auto fresh = std::make_shared<collectors::CpuCounters>(sys_, *plan_, cpu, generation_[cpu] + 1,
+                                                           retry, &sites_);
     if (retry && fresh->not_ready_groups() > 0) {
       ++not_ready_rounds_[cpu];
       return false;
@@ -283,7 +288,29 @@ bool Pipeline::CheckHotplug() {
     spdlog::info("cpu {} came online: perf fds reopened (generation {}), sampling resumed", cpu,
                  generation_[cpu]);
   }
+  if (changed) FollowPmuCpus();
   return changed;
+}
+
+void Pipeline::FollowPmuCpus() {
+  std::vector<std::vector<int>> now = plan_->ReadGroupSites();
+  if (now == sites_) return;
+  const std::vector<std::vector<int>> before = std::move(sites_);
+  sites_ = std::move(now);
+  for (int cpu : cpus()) {
+    bool moved = false;
+    for (size_t g = 0; g < sites_.size(); ++g) {
+      moved = moved || collectors::EventPlan::GroupOnCpu(before, g, cpu) !=
+                           collectors::EventPlan::GroupOnCpu(sites_, g, cpu);
+    }
+    if (!moved) continue;
+    // The kernel moved a unit event (uncore cpumask) to or from this CPU:
+    // reopen it with the new set of groups; its totals continue.
+    StopCpu(cpu);
+    StartCpu(cpu, running_);
+    spdlog::info("cpu {}: PMU cpumask changed; perf fds reopened (generation {})", cpu,
+                 generation_[cpu]);
+  }
 }
 
 void Pipeline::Round() {

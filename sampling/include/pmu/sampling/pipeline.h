@@ -9,7 +9,9 @@
 //      last reading of its fds (a CPU-wide event keeps its final count after
 //      its CPU went down), then drained and closed; one that came (back)
 //      online gets new fds with a new fd generation and a new sampler at
-//      once; totals continue;
+//      once; totals continue; after a change the PMUs' cpumask/cpus are
+//      read again and a CPU whose set of groups changed (an uncore event the
+//      kernel moved to it, or away) is reopened with a new generation;
 //   2. drain: every queued GroupSample, sorted by (CPU, fd generation, seq)
 //      whatever ring carried it, into the Aggregator, whose completed ticks
 //      and host slots go to the observers;
@@ -115,6 +117,7 @@ class Pipeline {
                 uint64_t first_seq = 0, bool just_online = false);
   void StopCpu(int cpu);
   bool CheckHotplug();
+  void FollowPmuCpus();
   uint64_t CurrentSlot() const;
   void Drain();
   void Round();
@@ -135,6 +138,7 @@ class Pipeline {
   // kNotReadyRounds the failures are taken as they are (and logged).
   static constexpr int kNotReadyRounds = 20;
   std::map<int, int> not_ready_rounds_;
+  std::vector<std::vector<int>> sites_;  // per group: the CPUs its PMU allows now (empty: all)
   bool running_ = false;
   bool hotplug_read_failed_ = false;  // logged once until a read succeeds
   uint64_t round_ = 0;
