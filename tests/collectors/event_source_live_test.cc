@@ -7,8 +7,12 @@
 // Needs root (or CAP_PERFMON) for CPU-wide events, tracefs (mounted here if
 // absent and unmounted again) and perf; skips with the reason otherwise.
 // The ratios are printed so the closing note can quote them.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -16,6 +20,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -49,7 +54,9 @@ class LiveEvents : public ::testing::Test {
     }
   }
   static void TearDownTestSuite() {
-    if (mounted_tracefs_) umount("/sys/kernel/tracing");
+    if (mounted_tracefs_ && umount2("/sys/kernel/tracing", MNT_DETACH) != 0) {
+      std::printf("cannot unmount the tracefs this test mounted: %s\n", strerror(errno));
+    }
   }
 
   void SetUp() override {
@@ -154,8 +161,8 @@ TEST_F(LiveEvents, MsrTscAdvancesAtTheTscRate) {
     const Reading after = Read(fds[i]);
     const double rate = static_cast<double>(after.value - before[i].value) /
                         (static_cast<double>(after.enabled - before[i].enabled) * 1e-9);
-    std::printf("cpu %d: msr/tsc/ %.0f Hz, rdtsc %.0f Hz, ratio %.5f\n", cpus_[i], rate,
-                rdtsc_rate, rate / rdtsc_rate);
+    std::printf("cpu %d: msr/tsc/ %.0f Hz, rdtsc %.0f Hz, ratio %.5f\n", cpus_[i], rate, rdtsc_rate,
+                rate / rdtsc_rate);
     EXPECT_NEAR(rate / rdtsc_rate, 1.0, 0.01) << "cpu " << cpus_[i];
     if (auto p = perf.find({"msr/tsc/", cpus_[i]}); p != perf.end()) {
       const double perf_rate = p->second.first / (p->second.second * 1e-9);
@@ -167,38 +174,89 @@ TEST_F(LiveEvents, MsrTscAdvancesAtTheTscRate) {
 #endif
 }
 
-// Two threads passing a token through pipes: thousands of switches a second.
+void PinTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<size_t>(cpu), &set);
+  pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+// Per CPU, two threads pinned to it passing a token through pipes: thousands
+// of switches a second on every CPU.
 class PingPong {
  public:
-  PingPong() {
-    if (pipe(a_) != 0 || pipe(b_) != 0) return;
-    ping_ = std::thread([this] { Loop(a_[0], b_[1], true); });
-    pong_ = std::thread([this] { Loop(b_[0], a_[1], false); });
+  explicit PingPong(const std::vector<int>& cpus) {
+    for (int cpu : cpus) {
+      auto& p = pairs_.emplace_back(std::make_unique<Pair>());
+      if (pipe(p->a) != 0 || pipe(p->b) != 0) continue;
+      p->ping = std::thread([this, cpu, q = p.get()] { Loop(cpu, q->a[0], q->b[1], true); });
+      p->pong = std::thread([this, cpu, q = p.get()] { Loop(cpu, q->b[0], q->a[1], false); });
+    }
   }
   ~PingPong() {
     stop_ = true;
-    char c = 0;
-    (void)!write(a_[1], &c, 1);
-    (void)!write(b_[1], &c, 1);
-    ping_.join();
-    pong_.join();
-    for (int fd : {a_[0], a_[1], b_[0], b_[1]}) close(fd);
+    for (auto& p : pairs_) {
+      char c = 0;
+      (void)!write(p->a[1], &c, 1);
+      (void)!write(p->b[1], &c, 1);
+      if (p->ping.joinable()) p->ping.join();
+      if (p->pong.joinable()) p->pong.join();
+      for (int fd : {p->a[0], p->a[1], p->b[0], p->b[1]}) close(fd);
+    }
   }
 
  private:
-  void Loop(int in, int out, bool starts) {
+  struct Pair {
+    int a[2] = {-1, -1}, b[2] = {-1, -1};
+    std::thread ping, pong;
+  };
+  void Loop(int cpu, int in, int out, bool starts) {
+    PinTo(cpu);
     char c = 0;
     if (starts) (void)!write(out, &c, 1);
     while (!stop_) {
       if (read(in, &c, 1) != 1) break;
       if (stop_) break;
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
       (void)!write(out, &c, 1);
     }
   }
-  int a_[2] = {-1, -1}, b_[2] = {-1, -1};
   std::atomic<bool> stop_{false};
-  std::thread ping_, pong_;
+  std::vector<std::unique_ptr<Pair>> pairs_;
+};
+
+// Per CPU, a thread sending UDP datagrams to itself over loopback: each one
+// raises NET_RX (and timers raise TIMER), so softirqs run on every CPU.
+class LoopbackTraffic {
+ public:
+  explicit LoopbackTraffic(const std::vector<int>& cpus) {
+    for (int cpu : cpus) threads_.emplace_back([this, cpu] { Run(cpu); });
+  }
+  ~LoopbackTraffic() {
+    stop_ = true;
+    for (auto& t : threads_) t.join();
+  }
+
+ private:
+  void Run(int cpu) {
+    PinTo(cpu);
+    const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    char buf[64] = {};
+    while (!stop_) {
+      sendto(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&addr), len);
+      while (recv(fd, buf, sizeof(buf), 0) > 0) {
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    close(fd);
+  }
+  std::atomic<bool> stop_{false};
+  std::vector<std::thread> threads_;
 };
 
 TEST_F(LiveEvents, SchedSwitchTracepointMatchesContextSwitches) {
@@ -209,7 +267,7 @@ TEST_F(LiveEvents, SchedSwitchTracepointMatchesContextSwitches) {
     if (sw < 0 || cs < 0) GTEST_SKIP() << skip_;
     fds.emplace_back(sw, cs);
   }
-  PingPong load;
+  PingPong load(cpus_);
   std::vector<std::pair<Reading, Reading>> before;
   for (auto [sw, cs] : fds) before.emplace_back(Read(sw), Read(cs));
   StartPerf("sched:sched_switch,context-switches", kWindowSeconds);
@@ -230,7 +288,8 @@ TEST_F(LiveEvents, SchedSwitchTracepointMatchesContextSwitches) {
       // Same window for both of perf's events: its own agreement, and ours
       // against its rate.
       const double perf_ratio = p_sw->second.first / p_cs->second.first;
-      const double our_rate = d_sw / (static_cast<double>(sw.enabled - before[i].first.enabled) * 1e-9);
+      const double our_rate =
+          d_sw / (static_cast<double>(sw.enabled - before[i].first.enabled) * 1e-9);
       const double perf_rate = p_sw->second.first / (p_sw->second.second * 1e-9);
       std::printf("cpu %d: perf stat sched_switch/context-switches %.5f; our/perf rate %.5f\n",
                   cpus_[i], perf_ratio, our_rate / perf_rate);
@@ -260,6 +319,7 @@ TEST_F(LiveEvents, SoftirqEntryMatchesProcSoftirqs) {
     fds.push_back(Open("irq:softirq_entry", cpu));
     if (fds.back() < 0) GTEST_SKIP() << skip_;
   }
+  LoopbackTraffic load(cpus_);
   uint64_t ours0 = 0, ours1 = 0;
   for (int fd : fds) ours0 += Read(fd).value;
   const uint64_t proc0 = ProcSoftirqsTotal();
@@ -270,8 +330,7 @@ TEST_F(LiveEvents, SoftirqEntryMatchesProcSoftirqs) {
   const auto perf = CollectPerf();
   const double ours = static_cast<double>(ours1 - ours0);
   const double proc = static_cast<double>(proc1 - proc0);
-  std::printf("irq:softirq_entry %.0f, /proc/softirqs %.0f, ratio %.5f\n", ours, proc,
-              ours / proc);
+  std::printf("irq:softirq_entry %.0f, /proc/softirqs %.0f, ratio %.5f\n", ours, proc, ours / proc);
   ASSERT_GT(proc, 500) << "too few softirqs to compare at 1%";
   EXPECT_NEAR(ours / proc, 1.0, 0.01);
   double perf_sum = 0;
