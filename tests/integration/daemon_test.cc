@@ -165,7 +165,42 @@ TEST(DaemonCli, CheckConfigAcceptsTheShippedConfig) {
   EXPECT_NE(r.out.find("\nseries: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(" of at most 50000 ([exporter] max_series) on "), std::string::npos)
       << r.out;
-  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
+  // The summary, one line per event (8 in the shipped config), the series.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2 + 8) << r.out;
+  EXPECT_NE(r.out.find("\nevent context-switches (context-switches): countable here"),
+            std::string::npos)
+      << r.out;
+}
+
+TEST(DaemonCli, CheckConfigResolvesEveryEventAsStartUpDoes) {
+  TempDir dir;
+  // Valid everywhere: a PMU this host lacks and a libpfm4 event of another
+  // CPU model are "not countable here", not errors (mixed fleets).
+  const std::string fleet =
+      dir.Write("fleet.toml",
+                "[[events]]\nname = \"l3\"\nevent = \"amd_l3/event=0x4,umask=0xff/\"\n"
+                "[[events]]\nname = \"cas\"\nevent = \"skx::INST_RETIRED:ANY_P\"\n"
+                "[[events]]\nname = \"al\"\nevent = \"alignment-faults\"\n");
+  RunResult r = RunCommand({DaemonBinary(), "--config", fleet, "--check-config"});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("event l3 (amd_l3/event=0x4,umask=0xff/): not countable on this host"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("event cas (skx::INST_RETIRED:ANY_P): not countable on this host"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("event al (alignment-faults): countable here"), std::string::npos) << r.out;
+  // Unknown to every encoder: a configuration error at check, start-up alike.
+  for (const auto& [event, nearest] : std::vector<std::pair<std::string, std::string>>{
+           {"instrucions", "instructions"}, {"msr/tcs/", "tsc"}}) {
+    const std::string bad =
+        dir.Write("bad.toml", "[[events]]\nname = \"x\"\nevent = \"" + event + "\"\n");
+    RunResult check = RunCommand({DaemonBinary(), "--config", bad, "--check-config"});
+    EXPECT_EQ(check.status, 2) << event << check.out;
+    EXPECT_NE(check.err.find(bad + ":3:9: events[1].event: "), std::string::npos) << check.err;
+    EXPECT_NE(check.err.find(nearest), std::string::npos) << check.err;
+    EXPECT_EQ(RunCommand({DaemonBinary(), "--config", bad, "--once"}).status, 2) << event;
+  }
 }
 
 TEST(DaemonCli, CheckConfigRefusesTooManySeriesWithTheLargestFamilies) {
