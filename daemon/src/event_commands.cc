@@ -54,7 +54,9 @@ std::string Where(const collectors::PlannedEvent& ev) {
 }  // namespace
 
 void ValidateEvents(const config::Config& config) {
-  collectors::ValidateEventNames(config, LiveResolver());
+  // Read afresh: on SIGHUP, PMUs or the tracefs mount may have changed since start-up.
+  const collectors::EventResolver resolver("/");
+  collectors::ValidateEventNames(config, resolver);
 }
 
 int ListEvents(const std::string& pattern, std::ostream& out) {
