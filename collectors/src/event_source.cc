@@ -1,5 +1,7 @@
 #include "pmu/collectors/event_source.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -256,10 +258,14 @@ std::string EventResolver::TracefsDir(std::string* why) const {
   std::string unreadable;
   for (const fs::path& dir : candidates) {
     const fs::path events = dir / "events";
-    std::error_code ec;
-    if (!fs::is_directory(events, ec)) continue;
-    if (access(events.c_str(), R_OK | X_OK) != 0) {
-      unreadable = events.string() + " is not readable (" + std::strerror(errno) + ")";
+    // Effective ids and capabilities (CAP_DAC_READ_SEARCH), as open() will
+    // see them: access() would drop capabilities for a non-root user.
+    struct stat st {};
+    if (stat(events.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        faccessat(AT_FDCWD, events.c_str(), R_OK | X_OK, AT_EACCESS) != 0) {
+      if (errno == EACCES) {
+        unreadable = events.string() + " is not readable (" + std::strerror(errno) + ")";
+      }
       continue;
     }
     return dir.string();
@@ -267,7 +273,8 @@ std::string EventResolver::TracefsDir(std::string* why) const {
   if (why != nullptr) {
     *why = !unreadable.empty()
                ? "tracefs: " + unreadable +
-                     "; the exporter needs read access to it (run as root, or grant it)"
+                     "; the exporter needs read access: run as root or add CAP_DAC_READ_SEARCH "
+                     "(README: Event syntax, systemd unit)"
                : "tracefs is not mounted at " + candidates[0].string() + " or " +
                      candidates[1].string() + " (mount -t tracefs nodev /sys/kernel/tracing)";
   }
