@@ -22,11 +22,14 @@ using Labels = std::map<std::string, std::string>;
 
 class CollectTest : public ::testing::Test {
  protected:
-  void Start(const std::string& interval, std::initializer_list<const char*> events) {
+  // `group` non-empty: every event in one perf group of that name.
+  void Start(const std::string& interval, std::initializer_list<const char*> events,
+             const std::string& group = "") {
     std::string text = "[exporter]\nlisten = \"127.0.0.1:0\"\nport_file = \"" + dir_.path() +
                        "/port\"\n[sampling]\ninterval = \"" + interval + "\"\n";
     for (const char* e : events) {
       text += "[[events]]\nname = \"" + std::string(e) + "\"\nevent = \"" + e + "\"\n";
+      if (!group.empty()) text += "group = \"" + group + "\"\n";
     }
     daemon_ = std::make_unique<Child>(
         std::vector<std::string>{DaemonBinary(), "--config", dir_.Write("c.toml", text)});
@@ -213,6 +216,31 @@ void SwitchHeavyWorkload(int round_trips) {
   }
   peer.join();
   for (int fd : {ab[0], ab[1], ba[0], ba[1]}) close(fd);
+}
+
+// Members of a perf group count from the start like its leader: cpu-clock
+// as a member of a group led by task-clock still advances at wall-clock
+// rate on every CPU. (Members opened into an already enabled CPU-wide group
+// were never scheduled in: they counted 0, and task-clock behind cpu-clock
+// 74%.)
+TEST_F(CollectTest, GroupMembersCountLikeTheirLeader) {
+  Start("100ms", {"task-clock", "cpu-clock"}, "clocks");
+  std::this_thread::sleep_for(250ms);
+  const auto a = Scrape();
+  const auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(2s);
+  const auto b = Scrape();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int cpu : OnlineCpus()) {
+    for (const char* event : {"task-clock", "cpu-clock"}) {
+      const Labels l{{"cpu", std::to_string(cpu)}, {"event", event}};
+      const double delta =
+          (Value(b, "pmu_events_total", l) - Value(a, "pmu_events_total", l)) / 1e9;
+      std::printf("cpu %d: %s (group of two) %.3f s over %.3f s of wall time\n", cpu, event, delta,
+                  wall);
+      EXPECT_NEAR(delta, wall, 0.2 + 0.02 * wall) << "cpu " << cpu << " " << event;
+    }
+  }
 }
 
 // The sum of per-CPU context-switches against the kernel's own counter
