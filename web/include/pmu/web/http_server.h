@@ -112,8 +112,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  void Start();      // starts the server thread; does nothing after Stop()
-  void Stop();       // idempotent; returns within milliseconds; closes all connections
+  void Start();  // starts the server thread; does nothing after Stop()
+  // Idempotent; closes all connections; returns within milliseconds, or once
+  // the password hashes already running (at most auth_workers) are done.
+  void Stop();
   int port() const;  // the bound port (useful with port 0)
   bool tls() const;
 
