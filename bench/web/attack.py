@@ -11,7 +11,8 @@ scraper's success rate and latency percentiles:
   tls-half    N connections trickling a TLS ClientHello at 1 byte/s each
               (half-open handshakes), reconnecting likewise;
   auth-flood  32 keep-alive clients sending requests with a fresh wrong
-              password each, as fast as they are answered.
+              password each, as fast as they are answered (from one address,
+              and from 32 addresses with a failure limit each).
 
 Each scrape opens a new connection (and, over TLS, a new handshake): the
 worst case for a scraper. Success = status 200 with the whole body within
@@ -87,6 +88,8 @@ class Daemon:
         with open(config, "w") as f:
             f.write("\n".join(lines) + "\n")
         self.log = open(os.path.join(tmp, name + ".log"), "w+")
+        if os.path.exists(self.port_file):
+            os.remove(self.port_file)  # a stale port from an earlier run
 
         def limits():
             resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
@@ -207,9 +210,10 @@ def slow_attack(port, count, payload, stop, ready, stats):
     stats["open_at_end"] = len(conns)
 
 
-def auth_flood(port, count, stop, ready, stats):
+def auth_flood(port, count, spread, stop, ready, stats):
     """`count` keep-alive clients, each sending a request with a new wrong
-    password as soon as the previous answer is in."""
+    password as soon as the previous answer is in; with `spread`, each from
+    its own loopback address (127.0.1.N), so each has its own failure limit."""
     sel = selectors.DefaultSelector()
     statuses = {}
     rng = random.Random(1)
@@ -220,21 +224,21 @@ def auth_flood(port, count, stop, ready, stats):
         return (f"GET /metrics HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {token}\r\n\r\n"
                 ).encode()
 
-    def connect():
+    def connect(slot):
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.bind((ATTACKER_ADDRESS, 0))
+        s.bind((f"127.0.1.{slot + 1}" if spread else ATTACKER_ADDRESS, 0))
         s.connect(("127.0.0.1", port))
         s.setblocking(False)
         s.sendall(request())
-        sel.register(s, selectors.EVENT_READ, bytearray())
+        sel.register(s, selectors.EVENT_READ, (slot, bytearray()))
         return s
 
-    for _ in range(count):
-        connect()
+    for slot in range(count):
+        connect(slot)
     ready.set()
     while not stop.is_set():
         for key, _ in sel.select(0.05):
-            s, buf = key.fileobj, key.data
+            s, (slot, buf) = key.fileobj, key.data
             try:
                 data = s.recv(65536)
             except (BlockingIOError, InterruptedError):
@@ -245,7 +249,7 @@ def auth_flood(port, count, stop, ready, stats):
                 sel.unregister(s)
                 s.close()
                 statuses["reconnects"] = statuses.get("reconnects", 0) + 1
-                connect()
+                connect(slot)
                 continue
             buf += data
             while True:
@@ -323,8 +327,10 @@ def percentile(values, q):
 
 
 def run_scenario(binary, tmp, name, kind, attackers, duration, tls, users_hash, max_connections):
-    daemon = Daemon(binary, tmp, name, tls=tls if kind == "tls-half" else None,
-                    users_hash=users_hash if kind == "auth-flood" else None,
+    auth = kind.startswith("auth-flood")
+    daemon = Daemon(binary, tmp, f"{name}-{len(os.listdir(tmp))}",
+                    tls=tls if kind == "tls-half" else None,
+                    users_hash=users_hash if auth else None,
                     max_connections=max_connections)
     manager = multiprocessing.Manager()
     attack_stats, scrape = manager.dict(), manager.dict()
@@ -341,13 +347,14 @@ def run_scenario(binary, tmp, name, kind, attackers, duration, tls, users_hash, 
                                           attack_stats))
         else:
             attacker = multiprocessing.Process(
-                target=auth_flood, args=(daemon.port, attackers, stop, ready, attack_stats))
+                target=auth_flood, args=(daemon.port, attackers, kind == "auth-flood-spread", stop,
+                                         ready, attack_stats))
         attacker.start()
         ready.wait(30)
         time.sleep(3)  # let the attack reach its steady state
         scraper = multiprocessing.Process(
             target=scrape_loop, args=(daemon.port, tls[0] if kind == "tls-half" else None,
-                                      kind == "auth-flood", duration, scrape))
+                                      auth, duration, scrape))
         scraper.start()
         scraper.join(duration + 60)
         stop.set()
@@ -382,6 +389,7 @@ SCENARIOS = [
     ("tls-half-open-512", "tls-half", 512, 512),
     ("tls-half-open-1000", "tls-half", 1000, 512),
     ("auth-flood-32", "auth-flood", 32, 512),
+    ("auth-flood-32-addresses", "auth-flood-spread", 32, 512),
 ]
 
 
@@ -436,6 +444,7 @@ def main():
                 print(f"[{label}] {name} ...", flush=True)
                 row = run_scenario(binary, tmp, name, kind, attackers, args.duration, tls,
                                    users_hash, cap)
+                row["scenario"] = name
                 print(f"  scrapes {row['scrapes']} success {row['success']:.1f}% "
                       f"p50 {row['p50_ms']:.2f} ms p99 {row['p99_ms']:.2f} ms "
                       f"errors {row['errors']} attack {row['attack']}", flush=True)
@@ -454,12 +463,14 @@ def main():
         "Slow attackers send 1 byte/s per connection and reconnect (at their next tick) "
         "when closed; tls-half trickles a real ClientHello. auth-flood: 32 keep-alive "
         "clients, a fresh wrong password per request, as fast as answered; the scraper "
-        "sends the right one.",
+        "sends the right one. auth-flood-32-addresses: the same from 32 addresses "
+        "(127.0.1.1-32), each with its own failure limit, so the hashing workers stay busy "
+        "with distinct wrong passwords.",
         "",
     ]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write("\n".join(header + sections))
+        f.write("\n".join(header + sections) + "\n")
     print(f"wrote {args.out}")
     return 0
 
