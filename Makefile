@@ -42,7 +42,7 @@ bench: build
 	@scripts/install-deps.sh wrk prometheus-node-exporter
 	python3 bench/run_bench.py --build $(BUILD)
 
-# The endpoint under attack (issue 11; about 3 minutes): slowloris and
+# The endpoint under attack (issue 11; about 5 minutes): slowloris and
 # half-open TLS handshakes (512 and 1000 connections at 1 byte/s) and a
 # 32-client bad-password flood, each while a scraper scrapes in a loop.
 # Writes bench/results/web-attack.md; BEFORE=<an older pmu-exporter> adds
