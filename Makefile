@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test stress bench bench-rseq hw-check package clean
+.PHONY: all deps configure build run test stress bench bench-rseq bench-web hw-check package clean
 
 all: build
 
@@ -49,6 +49,16 @@ bench-rseq: build
 bench: build
 	@scripts/install-deps.sh wrk prometheus-node-exporter
 	python3 bench/run_bench.py --build $(BUILD)
+
+# The endpoint under attack (issue 11; about 5 minutes): slowloris and
+# half-open TLS handshakes (512 and 1000 connections at 1 byte/s) and a
+# 32-client bad-password flood, each while a scraper scrapes in a loop.
+# Writes bench/results/web-attack.md; BEFORE=<an older pmu-exporter> adds
+# its figures for comparison.
+bench-web: configure
+	cmake --build $(BUILD) -j $(JOBS) --target pmu-exporter
+	python3 bench/web/attack.py --daemon $(BUILD)/daemon/pmu-exporter \
+	  $(if $(BEFORE),--before $(BEFORE)) --out bench/results/web-attack.md
 
 # Debian package of a Release build: $(BUILD)/pmu-exporter_<version>_<arch>.deb
 # (packaging/CMakeLists.txt configures CPack).

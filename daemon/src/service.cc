@@ -24,7 +24,7 @@ double UnixSeconds() {
 std::string MetricsPageHtml(const std::string& metrics_path) {
   return "<!DOCTYPE html><html><head><title>pmu-exporter</title></head><body>"
          "<h1>pmu-exporter</h1><p><a href=\"" +
-         metrics_path + "\">Metrics</a></p></body></html>\n";
+         web::HtmlEscape(metrics_path) + "\">Metrics</a></p></body></html>\n";
 }
 
 void AddEndpoint(metrics::EndpointStats& into, const web::HttpServer::Stats& s) {

@@ -99,5 +99,25 @@ TEST(Service, PortFileIsReplacedAtomically) {
   EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
 }
 
+TEST(Service, LandingPageEscapesTheMetricsPath) {
+  // Issue 11: a metrics_path such as `"><script>` was written into the `/`
+  // page as markup.
+  pmu::testing::FakePerf perf;
+  config::Config cfg = config::DefaultConfig();
+  cfg.exporter.listen.port = 0;
+  cfg.exporter.metrics_path = "/m\"><script>alert(1)</script>";
+  cfg.events = {{"cs", "context-switches", "", 0, 0}};
+  Service service(cfg, perf);
+  service.Start();
+  service.Serve();
+  auto page = pmu::testing::HttpGet("127.0.0.1", service.bound_port(), "/");
+  service.Stop();
+  EXPECT_EQ(page.status, 200);
+  EXPECT_EQ(page.body.find("<script"), std::string::npos) << page.body;
+  EXPECT_NE(page.body.find("href=\"/m&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;\""),
+            std::string::npos)
+      << page.body;
+}
+
 }  // namespace
 }  // namespace pmu::daemon

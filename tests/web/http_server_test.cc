@@ -4,27 +4,34 @@
 #include "pmu/web/http_server.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "pmu/web/auth.h"
 #include "pmu/web/http_parser.h"
 #include "test_support.h"
 
@@ -262,12 +269,23 @@ struct RawResponse {
 // so pipelined and keep-alive responses can be read one by one.
 class Client {
  public:
+  // `source`: an IPv4 address to connect from (another loopback address
+  // is another client to the server's per-address limits).
   static std::unique_ptr<Client> Connect(int port, const std::string& host = "127.0.0.1",
-                                         int rcvbuf = 0) {
+                                         int rcvbuf = 0, const std::string& source = "") {
     bool v6 = host.find(':') != std::string::npos;
     int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return nullptr;
     if (rcvbuf > 0) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (!source.empty()) {
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      inet_pton(AF_INET, source.c_str(), &from.sin_addr);
+      if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0) {
+        close(fd);
+        return nullptr;
+      }
+    }
     sockaddr_storage storage{};
     socklen_t length = 0;
     if (v6) {
@@ -704,6 +722,158 @@ TEST(HttpServerTest, BasicAuthOverPlainHttp) {
   EXPECT_EQ(calls.load(), 2);  // the missing and malformed ones never reach it
 }
 
+// "Authorization: Basic ..." for user:password.
+std::string BasicHeader(const std::string& user, const std::string& password) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const std::string in = user + ":" + password;
+  std::string out;
+  for (size_t i = 0; i < in.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (i + 1 < in.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    if (i + 2 < in.size()) n |= static_cast<unsigned char>(in[i + 2]);
+    out += kAlphabet[(n >> 18) & 63];
+    out += kAlphabet[(n >> 12) & 63];
+    out += i + 1 < in.size() ? kAlphabet[(n >> 6) & 63] : '=';
+    out += i + 2 < in.size() ? kAlphabet[n & 63] : '=';
+  }
+  return "Authorization: Basic " + out + "\r\n";
+}
+
+int StatusFrom(const std::string& source, int port, const std::string& user,
+               const std::string& password, std::map<std::string, std::string>* headers = nullptr) {
+  auto client = Client::Connect(port, "127.0.0.1", 0, source);
+  if (!client || !client->Send(Get("/metrics", BasicHeader(user, password)))) return 0;
+  auto response = client->ReadResponse(false, 3s);
+  if (!response) return 0;
+  if (headers) *headers = response->headers;
+  return response->status;
+}
+
+TEST(HttpServerAuthTest, SlowHashingDoesNotBlockTheServingThread) {
+  // Issue 11: each wrong password cost a full hash on the event loop, so a
+  // few clients sending bad passwords starved every scrape.
+  std::mutex mutex;
+  std::condition_variable released_cv;
+  bool released = false;
+  std::atomic<int> blocked{0};
+  auto authenticator = [&](const std::string& user, const std::string& password) {
+    if (user == "mallory") {
+      ++blocked;
+      std::unique_lock lock(mutex);
+      released_cv.wait(lock, [&] { return released; });
+      return false;
+    }
+    return CheckCredentials(user, password);
+  };
+  auto release = [&] {
+    {
+      std::lock_guard lock(mutex);
+      released = true;
+    }
+    released_cv.notify_all();
+  };
+  struct ReleaseOnExit {
+    std::function<void()> fn;
+    ~ReleaseOnExit() { fn(); }
+  } guard{release};
+  HttpServerOptions options;
+  options.auth_workers = 2;
+  auto server = StartServer(options, authenticator);
+  ASSERT_EQ(StatusFrom("", server->port(), "prometheus", "s3cret"), 200);  // now cached
+  std::vector<std::unique_ptr<Client>> attackers;
+  for (int i = 0; i < 4; ++i) {
+    auto client = Client::Connect(server->port());
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->Send(Get("/metrics", BasicHeader("mallory", "guess" + std::to_string(i)))));
+    attackers.push_back(std::move(client));
+  }
+  ASSERT_TRUE(WaitFor([&] { return blocked.load() == 2; })) << "the workers never got the hashes";
+  // Both workers are stuck hashing; the serving thread is not.
+  auto start = Clock::now();
+  EXPECT_EQ(StatusFrom("", server->port(), "prometheus", "s3cret"), 200);
+  EXPECT_EQ(Exchange(server->port(), Get("/metrics"))->status, 401);  // no credentials
+  std::printf("authorised scrape with both hashing workers busy: %.2f ms\n",
+              MillisecondsSince(start));
+  release();
+  for (auto& client : attackers) {
+    auto response = client->ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 401);
+  }
+}
+
+TEST(HttpServerAuthTest, VerdictsAreCachedForSuccessAndFailure) {
+  std::atomic<int> calls{0};
+  auto server = StartServer({}, [&](const std::string& user, const std::string& password) {
+    ++calls;
+    return CheckCredentials(user, password);
+  });
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(StatusFrom("", server->port(), "prometheus", "s3cret"), 200);
+    EXPECT_EQ(StatusFrom("", server->port(), "prometheus", "wrong"), 401);
+    EXPECT_EQ(StatusFrom("", server->port(), "nobody", "wrong"), 401);
+  }
+  EXPECT_EQ(calls.load(), 3) << "each credential should be verified once";
+}
+
+TEST(HttpServerAuthTest, RepeatedFailuresFromOneAddressGet429WithRetryAfter) {
+  std::atomic<int> calls{0};
+  HttpServerOptions options;
+  options.auth_max_failures = 3;
+  options.auth_failure_window = 30s;
+  auto server = StartServer(options, [&](const std::string& user, const std::string& password) {
+    ++calls;
+    return CheckCredentials(user, password);
+  });
+  if (!Client::Connect(server->port(), "127.0.0.1", 0, "127.0.0.2")) {
+    GTEST_SKIP() << "cannot connect from 127.0.0.2 (no 127/8 loopback)";
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(StatusFrom("127.0.0.3", server->port(), "prometheus", "guess" + std::to_string(i)),
+              401);
+  }
+  std::map<std::string, std::string> headers;
+  // Limited: even the right password is neither checked nor accepted.
+  EXPECT_EQ(StatusFrom("127.0.0.3", server->port(), "prometheus", "s3cret", &headers), 429);
+  const int retry_after = std::atoi(headers["retry-after"].c_str());
+  EXPECT_GE(retry_after, 1);
+  EXPECT_LE(retry_after, 30);
+  EXPECT_EQ(StatusFrom("127.0.0.3", server->port(), "nobody", "x"), 429);
+  EXPECT_EQ(calls.load(), 3);
+  // Another address is not affected.
+  EXPECT_EQ(StatusFrom("127.0.0.2", server->port(), "prometheus", "s3cret"), 200);
+  EXPECT_EQ(server->stats().auth_failures, 5u);
+}
+
+TEST(HttpServerAuthTest, UnknownAndKnownUsersTakeAlikeThroughTheServer) {
+  PasswordChecker checker({{"prometheus", HashPassword("s3cret")}});
+  auto server = StartServer({}, [&](const std::string& user, const std::string& password) {
+    return checker.Check(user, password);
+  });
+  auto median_ms = [&](const std::string& user) {
+    std::vector<double> ms;
+    for (int i = 0; i < 5; ++i) {
+      auto start = Clock::now();
+      EXPECT_EQ(StatusFrom("", server->port(), user, "wrong" + std::to_string(i)), 401);
+      ms.push_back(MillisecondsSince(start));
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  const double known = median_ms("prometheus");
+  const double unknown = median_ms("nobody");
+  std::printf("401 median: known user %.1f ms, unknown user %.1f ms\n", known, unknown);
+  EXPECT_GT(unknown, known / 3) << "an unknown user answers much faster";
+  EXPECT_LT(unknown, known * 3) << "an unknown user answers much slower";
+}
+
+TEST(HttpServerTest, HtmlEscapeMakesMarkupInert) {
+  EXPECT_EQ(HtmlEscape("/metrics"), "/metrics");
+  EXPECT_EQ(HtmlEscape("\"><script>a&b'</script>"),
+            "&quot;&gt;&lt;script&gt;a&amp;b&#39;&lt;/script&gt;");
+}
+
 TEST(HttpServerTest, ListenConflictAndBadAddressThrowActionableErrors) {
   auto server = StartServer();
   HttpServerOptions same;
@@ -768,7 +938,7 @@ TEST(HttpServerLimitsTest, ScrapeSucceedsQuicklyWith200IdleConnectionsOpen) {
   for (auto& client : idle) EXPECT_TRUE(client->QuietAndOpen());
 }
 
-TEST(HttpServerLimitsTest, ConnectionsBeyondTheLimitAreClosedAtOnce) {
+TEST(HttpServerLimitsTest, AtTheCapTheOldestConnectionWithoutARequestMakesRoom) {
   HttpServerOptions options;
   options.max_connections = 10;
   auto server = StartServer(options);
@@ -777,21 +947,136 @@ TEST(HttpServerLimitsTest, ConnectionsBeyondTheLimitAreClosedAtOnce) {
   auto eleventh = Client::Connect(server->port());
   ASSERT_TRUE(eleventh);
   auto start = Clock::now();
-  EXPECT_TRUE(eleventh->ClosedWithin(1s));
-  std::printf("11th connection closed after %.2f ms\n", MillisecondsSince(start));
+  EXPECT_TRUE(clients[0]->ClosedWithin(1s)) << "the oldest silent connection was kept";
+  std::printf("oldest connection closed %.2f ms after an 11th arrived\n", MillisecondsSince(start));
   EXPECT_EQ(server->stats().connections_rejected, 1u);
-  for (auto& client : clients) EXPECT_TRUE(client->QuietAndOpen());
-  // The first ten still work.
-  ASSERT_TRUE(clients[3]->Send(Get("/metrics")));
-  auto response = clients[3]->ReadResponse();
+  for (size_t i = 1; i < clients.size(); ++i) EXPECT_TRUE(clients[i]->QuietAndOpen());
+  // The newcomer is served, and so are the older ones still open.
+  ASSERT_TRUE(eleventh->Send(Get("/metrics")));
+  auto response = eleventh->ReadResponse();
   ASSERT_TRUE(response);
   EXPECT_EQ(response->status, 200);
-  // A freed slot is taken by the next connection.
-  clients.pop_back();
-  EXPECT_TRUE(WaitFor([&] {
-    auto response_after = Exchange(server->port(), Get("/metrics"));
-    return response_after && response_after->status == 200;
-  }));
+  ASSERT_TRUE(clients[3]->Send(Get("/metrics")));
+  response = clients[3]->ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+}
+
+TEST(HttpServerLimitsTest, SlowlorisAtTheCapDoesNotLockOutAScraper) {
+  // Issue 11: connections trickling a request head held every slot and the
+  // scraper's connection was the one closed.
+  HttpServerOptions options;
+  options.max_connections = 10;
+  auto server = StartServer(options);
+  // A keep-alive scraper that has been served holds its connection.
+  auto regular = Client::Connect(server->port());
+  ASSERT_TRUE(regular);
+  ASSERT_TRUE(regular->Send(Get("/metrics")));
+  ASSERT_TRUE(regular->ReadResponse());
+  std::vector<std::unique_ptr<Client>> slow;
+  for (size_t round = 0; round < 30; ++round) {  // three times the cap
+    auto client = Client::Connect(server->port());
+    ASSERT_TRUE(client);
+    ASSERT_TRUE(client->Send("GET /metrics HTTP/1.1\r\nX-Slow: "));
+    slow.push_back(std::move(client));
+    std::this_thread::sleep_for(2ms);
+  }
+  for (int scrape = 0; scrape < 5; ++scrape) {
+    auto response = Exchange(server->port(), Get("/metrics"));
+    ASSERT_TRUE(response) << "scrape " << scrape << " got no answer";
+    EXPECT_EQ(response->status, 200);
+    ASSERT_TRUE(slow[static_cast<size_t>(scrape)]->Send("a"));  // trickle
+  }
+  ASSERT_TRUE(regular->Send(Get("/metrics")));
+  auto again = regular->ReadResponse();
+  ASSERT_TRUE(again) << "the served keep-alive connection was sacrificed";
+  EXPECT_EQ(again->status, 200);
+  size_t closed = 0;
+  for (auto& client : slow) closed += client->ClosedWithin(50ms) ? 1u : 0u;
+  EXPECT_GE(closed, 21u);  // at most 9 slots beside the regular scraper
+}
+
+TEST(HttpServerLimitsTest, TrickledBytesDoNotExtendTheHeadDeadline) {
+  HttpServerOptions options;
+  options.request_timeout = 300ms;
+  auto server = StartServer(options);
+  auto client = Client::Connect(server->port());
+  ASSERT_TRUE(client);
+  const std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: 0123456789abcdef";
+  auto start = Clock::now();
+  bool closed = false;
+  for (char c : head) {
+    if (!client->Send(std::string(1, c)) || !client->QuietAndOpen()) {
+      closed = true;
+      break;
+    }
+    std::this_thread::sleep_for(25ms);  // well within the timeout per byte
+  }
+  closed = closed || client->ClosedWithin(2s);
+  double ms = MillisecondsSince(start);
+  std::printf("connection trickling 1 byte per 25 ms closed after %.1f ms\n", ms);
+  EXPECT_TRUE(closed);
+  EXPECT_LE(ms, 1000.0) << "each byte extended the deadline";
+  EXPECT_EQ(server->stats().requests, 0u);
+}
+
+TEST(HttpServerLimitsTest, DescriptorLimitBelowTheCapClosesExcessConnections) {
+  // Issue 11: with RLIMIT_NOFILE below max_connections, accept(2) failed
+  // with EMFILE and the excess connections stalled in the backlog, the
+  // scraper's among them.
+  if (!testing::HaveTool("python3")) GTEST_SKIP() << "needs python3 for the client process";
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  size_t open_now = 0;  // new descriptors take the lowest free numbers
+  for (int fd = 0; fd < 65536 && fd < static_cast<int>(saved.rlim_cur); ++fd) {
+    if (fcntl(fd, F_GETFD) != -1) ++open_now;
+  }
+  rlimit low = saved;
+  low.rlim_cur = open_now + 150;
+  if (low.rlim_cur > saved.rlim_cur) GTEST_SKIP() << "the descriptor limit is already low";
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  struct Restore {
+    rlimit limit;
+    ~Restore() { setrlimit(RLIMIT_NOFILE, &limit); }
+  } restore{saved};
+  auto server = StartServer();  // max_connections 512
+  const size_t cap = server->max_connections();
+  std::printf("RLIMIT_NOFILE %zu: cap %zu\n", static_cast<size_t>(low.rlim_cur), cap);
+  EXPECT_LT(cap, 150u);
+  // The clients live in another process, which raises its own limit.
+  const char* script = R"(
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+time.sleep(0.5)
+closed = 0
+for c in conns:
+    c.setblocking(False)
+    try:
+        closed += c.recv(1) == b""
+    except BlockingIOError:
+        pass
+    except OSError:
+        closed += 1
+s = socket.create_connection(("127.0.0.1", port), timeout=3)
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+try:
+    reply = s.recv(100).decode(errors="replace").split("\r\n")[0]
+except OSError as e:
+    reply = "error " + str(e)
+print(f"closed={closed}")
+print(reply)
+)";
+  auto result = testing::RunCommand(
+      {"python3", "-c", script, std::to_string(server->port()), std::to_string(cap + 40)});
+  std::printf("%s%s", result.out.c_str(), result.err.c_str());
+  EXPECT_EQ(result.status, 0) << result.err;
+  const size_t at = result.out.find("closed=");
+  ASSERT_NE(at, std::string::npos) << result.out;
+  EXPECT_GE(std::atoi(result.out.c_str() + at + 7), 40) << "excess connections were left open";
+  EXPECT_NE(result.out.find("HTTP/1.1 200 OK"), std::string::npos) << "the scraper stalled";
 }
 
 TEST(HttpServerLimitsTest, RequestTimeoutClosesSilentAndSlowClients) {
@@ -1038,6 +1323,48 @@ TEST_F(HttpServerTlsTest, ScrapeSucceedsQuicklyWith200IdleConnectionsOpen) {
   auto result = Curl(server->port(), "/metrics", {"--cacert", ca_});  // and curl, untimed
   EXPECT_EQ(result.http_code, 200) << result.err;
   for (auto& client : idle) EXPECT_TRUE(client->QuietAndOpen());
+}
+
+TEST_F(HttpServerTlsTest, HalfOpenHandshakesAtTheCapDoNotLockOutAScraper) {
+  // Issue 11: 512 half-open TLS handshakes failed every scrape.
+  HttpServerOptions options = TlsOptions();
+  options.max_connections = 10;
+  auto server = StartServer(options);
+  std::vector<std::unique_ptr<Client>> half_open;
+  for (int i = 0; i < 30; ++i) {
+    auto client = Client::Connect(server->port());
+    ASSERT_TRUE(client);
+    // A handshake record header announcing 512 bytes, then one byte of it.
+    ASSERT_TRUE(client->Send(std::string("\x16\x03\x01\x02\x00\x01", 6)));
+    half_open.push_back(std::move(client));
+    std::this_thread::sleep_for(2ms);
+  }
+  for (int scrape = 0; scrape < 3; ++scrape) {
+    std::string raw = TlsGet(server->port(), ca_, "/metrics");
+    EXPECT_EQ(raw.compare(0, 15, "HTTP/1.1 200 OK"), 0) << "scrape " << scrape << ": " << raw;
+  }
+  size_t closed = 0;
+  for (auto& client : half_open) closed += client->ClosedWithin(50ms) ? 1u : 0u;
+  EXPECT_GE(closed, 20u);
+}
+
+TEST_F(HttpServerTlsTest, HalfOpenHandshakeIsClosedAtTheRequestTimeout) {
+  HttpServerOptions options = TlsOptions();
+  options.request_timeout = 300ms;
+  auto server = StartServer(options);
+  auto client = Client::Connect(server->port());
+  ASSERT_TRUE(client);
+  auto start = Clock::now();
+  ASSERT_TRUE(client->Send(std::string("\x16\x03\x01\x02\x00", 5)));
+  for (int i = 0; i < 8 && client->QuietAndOpen(); ++i) {
+    client->Send(std::string(1, '\x01'));  // trickle the ClientHello
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(client->ClosedWithin(2s));
+  double ms = MillisecondsSince(start);
+  EXPECT_GE(ms, 200.0);
+  EXPECT_LE(ms, 1000.0);
+  EXPECT_EQ(server->stats().timeouts, 1u);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 #include "pmu/web/http_server.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -11,6 +13,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -34,6 +37,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "pmu/web/auth_gate.h"
 #include "pmu/web/http_parser.h"
 
 namespace pmu::web {
@@ -45,6 +49,11 @@ constexpr size_t kGzipMinBytes = 1024;
 constexpr size_t kReadChunk = 16384;
 constexpr uint64_t kListenId = 0;
 constexpr uint64_t kWakeId = 1;
+constexpr uint64_t kHashDoneId = 2;
+// Descriptors left to the rest of the process when the connection cap is
+// derived from RLIMIT_NOFILE: at least this many, and at least as many as
+// are open when the server starts (a reload opens a second set of them).
+constexpr size_t kFdHeadroom = 64;
 // After a final response, unread client bytes are drained this long (and at
 // most this much) before close, so the kernel does not answer them with a RST
 // that could destroy the response in flight.
@@ -221,6 +230,30 @@ HttpResponse PlainResponse(int status, std::string body) {
   return response;
 }
 
+HttpResponse Unauthorized() {
+  HttpResponse response = PlainResponse(401, "Unauthorized\n");
+  response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pmu-exporter\"");
+  return response;
+}
+
+HttpResponse RetryLater(int status, std::chrono::seconds after) {
+  HttpResponse response = PlainResponse(status, std::string(detail::StatusReason(status)) + "\n");
+  response.headers.emplace_back("Retry-After", std::to_string(after.count()));
+  return response;
+}
+
+// Descriptors open in this process now (0 when /proc is not mounted).
+size_t OpenDescriptorCount() {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return 0;
+  size_t count = 0;
+  while (dirent* entry = readdir(dir)) {
+    if (entry->d_name[0] != '.') ++count;
+  }
+  closedir(dir);
+  return count > 0 ? count - 1 : 0;  // not the directory's own descriptor
+}
+
 bool IsFramingHeader(const std::string& name) {
   std::string lower = name;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -240,9 +273,12 @@ class HttpServer::Impl {
   int port() const { return port_; }
   bool tls() const { return tls_ctx_ != nullptr; }
   Stats stats() const;
+  size_t max_connections() const { return cap_; }
 
  private:
-  enum class State { kHandshake, kReading, kWriting, kLingering };
+  // kAuthorizing: a complete request waits for a hashing worker's verdict;
+  // nothing is read meanwhile.
+  enum class State { kHandshake, kReading, kAuthorizing, kWriting, kLingering };
   enum class Io { kOk, kWantRead, kWantWrite, kEof, kError };
 
   struct Connection {
@@ -259,17 +295,24 @@ class HttpServer::Impl {
     Clock::time_point deadline;
     bool deadline_is_timeout = true;  // false for idle and lingering expiry
     size_t lingered_bytes = 0;
+    bool head_complete = false;   // a complete request head has arrived once
+    Clock::time_point since;      // entered its current state (eviction order)
+    std::string address;          // the failure limiter's key for the peer
+    detail::ParseResult request;  // the request being answered
   };
 
   // Server thread only, from here on.
   void Run();
   void AcceptAll();
+  bool EvictOne();
   void Drive(Connection& conn);
   bool ProcessRequest(Connection& conn);
+  void Answer(Connection& conn, const HttpResponse& response);
   void QueueResponse(Connection& conn, const HttpResponse& response, bool head, bool gzip,
                      bool keep_alive, bool http10);
   HttpResponse Respond(const HttpRequest& request);
-  bool Authorized(const HttpRequest& request);
+  void Authorize(Connection& conn);
+  void TakeVerdicts();
   void StartLinger(Connection& conn);
   Io Read(Connection& conn, char* buf, size_t size, size_t& done);
   Io Write(Connection& conn, const char* buf, size_t size, size_t& done);
@@ -287,15 +330,22 @@ class HttpServer::Impl {
   Fd listen_fd_;
   Fd epoll_fd_;
   Fd wake_fd_;
+  Fd spare_fd_;  // given up when accept(2) runs out of descriptors
   int port_ = 0;
+  size_t cap_ = 0;  // max_connections within RLIMIT_NOFILE
+  // With an authenticator (server thread only, but the workers' own).
+  std::unique_ptr<detail::CredentialCache> auth_cache_;
+  std::unique_ptr<detail::FailureLimiter> auth_limiter_;
+  std::unique_ptr<detail::HashWorkers> hash_workers_;
   std::thread thread_;
   bool started_ = false;
   bool stopped_ = false;
 
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<uint64_t> pending_;  // ids to drive after this epoll round
+  std::set<uint64_t> unserved_;    // no complete request head yet; oldest first
   std::set<std::pair<Clock::time_point, uint64_t>> deadlines_;
-  uint64_t next_id_ = kWakeId + 1;
+  uint64_t next_id_ = kHashDoneId + 1;
   std::optional<Clock::time_point> accept_paused_until_;
   bool accept_failing_ = false;
 
@@ -356,6 +406,42 @@ HttpServer::Impl::Impl(HttpServerOptions options, Handler handler, Authenticator
       epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, wake_fd_.get(), &wake_event) != 0) {
     fail("cannot watch with epoll the listener on");
   }
+  if (authenticator_) {
+    auth_cache_ = std::make_unique<detail::CredentialCache>(options_.auth_cache_entries);
+    auth_limiter_ = std::make_unique<detail::FailureLimiter>(
+        options_.auth_max_failures, options_.auth_failure_window, options_.auth_max_addresses);
+    hash_workers_ = std::make_unique<detail::HashWorkers>(authenticator_, options_.auth_workers,
+                                                          options_.auth_queue_limit);
+    epoll_event done_event{};
+    done_event.events = EPOLLIN;
+    done_event.data.u64 = kHashDoneId;
+    if (epoll_ctl(epoll_fd_.get(), EPOLL_CTL_ADD, hash_workers_->event_fd(), &done_event) != 0) {
+      fail("cannot watch with epoll the hashing workers of");
+    }
+  }
+  spare_fd_ = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+
+  // The cap must fit the descriptor limit, or accept(2) fails with EMFILE
+  // and new connections stall in the backlog.
+  cap_ = std::max<size_t>(options_.max_connections, 1);
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    const size_t open_now = OpenDescriptorCount();
+    const size_t soft = static_cast<size_t>(limit.rlim_cur);
+    const size_t available = soft > open_now ? soft - open_now : 0;
+    const size_t headroom = std::max(kFdHeadroom, open_now);
+    const size_t fits = available > 2 * headroom ? available - headroom : available / 2;
+    if (fits < cap_) {
+      cap_ = std::max<size_t>(fits, 1);
+      spdlog::warn(
+          "HTTP server on {}: at most {} connections, fewer than max_connections {}: "
+          "RLIMIT_NOFILE is {} with {} descriptors open (raise LimitNOFILE= or ulimit -n)",
+          address.display, cap_, options_.max_connections, soft, open_now);
+    } else {
+      spdlog::info("HTTP server on {}: at most {} connections (RLIMIT_NOFILE {}, {} open)",
+                   address.display, cap_, soft, open_now);
+    }
+  }
 }
 
 HttpServer::Impl::~Impl() { Stop(); }
@@ -363,6 +449,7 @@ HttpServer::Impl::~Impl() { Stop(); }
 void HttpServer::Impl::Start() {
   if (started_ || stopped_) return;
   started_ = true;
+  if (hash_workers_) hash_workers_->Start();
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -376,6 +463,7 @@ void HttpServer::Impl::Stop() {
     }
     thread_.join();
   }
+  if (hash_workers_) hash_workers_->Stop();
   listen_fd_.Reset();
 }
 
@@ -413,8 +501,14 @@ void HttpServer::Impl::Run() {
         stopping = true;
       } else if (id == kListenId) {
         AcceptAll();
+      } else if (id == kHashDoneId) {
+        TakeVerdicts();
       } else if (auto it = connections_.find(id); it != connections_.end()) {
-        Drive(*it->second);
+        if (it->second->state != State::kAuthorizing) {
+          Drive(*it->second);
+        } else if (events[static_cast<size_t>(i)].events & (EPOLLHUP | EPOLLERR)) {
+          Close(*it->second);  // gone while its credentials are checked
+        }
       }
     }
     // Connections that yielded with a request already buffered.
@@ -460,6 +554,22 @@ void HttpServer::Impl::AcceptAll() {
           err == EOPNOTSUPP || err == ENETUNREACH) {
         continue;
       }
+      if (err == EMFILE || err == ENFILE) {
+        // Out of descriptors below the cap (other parts of the process hold
+        // more than foreseen): make room as at the cap, or else close the
+        // new connection with the spare descriptor rather than let it stall.
+        if (EvictOne()) continue;
+        if (spare_fd_.get() >= 0) {
+          spare_fd_.Reset();
+          int excess = accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+          if (excess >= 0) {
+            close(excess);
+            connections_rejected_.fetch_add(1, std::memory_order_relaxed);
+          }
+          spare_fd_ = Fd(open("/dev/null", O_RDONLY | O_CLOEXEC));
+          if (excess >= 0 && spare_fd_.get() >= 0) continue;
+        }
+      }
       // Warn once per episode (EMFILE can last); the retries log at debug.
       spdlog::log(accept_failing_ ? spdlog::level::debug : spdlog::level::warn,
                   "HTTP server: accept failed, retrying every {} ms: {}", kAcceptPause.count(),
@@ -473,9 +583,9 @@ void HttpServer::Impl::AcceptAll() {
     }
     Fd accepted(fd);
     accept_failing_ = false;
-    if (connections_.size() >= options_.max_connections) {
+    if (connections_.size() >= cap_ && !EvictOne()) {
       connections_rejected_.fetch_add(1, std::memory_order_relaxed);
-      continue;  // `accepted` closes it
+      continue;  // every connection is busy: `accepted` closes
     }
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -500,11 +610,42 @@ void HttpServer::Impl::AcceptAll() {
     }
     conn->events = EPOLLIN;
     conn->fd = std::move(accepted);
+    conn->since = Clock::now();
+    if (hash_workers_) {
+      sockaddr_storage peer{};
+      socklen_t peer_length = sizeof(peer);
+      if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) == 0) {
+        conn->address = detail::ClientAddressKey(&peer);
+      }
+    }
+    unserved_.insert(conn->id);
     connections_accepted_.fetch_add(1, std::memory_order_relaxed);
     Connection& ref = *conn;
     connections_.emplace(ref.id, std::move(conn));
     SetDeadline(ref, options_.request_timeout, true);
   }
+}
+
+// At the cap: closes the oldest connection that has not delivered a complete
+// request head; failing that, the one that has lingered or waited for its
+// next request longest. False when every connection is busy.
+bool HttpServer::Impl::EvictOne() {
+  Connection* victim = nullptr;
+  if (!unserved_.empty()) {
+    victim = connections_.at(*unserved_.begin()).get();
+  } else {
+    auto rank = [](const Connection& c) {
+      return std::make_pair(c.state != State::kLingering, c.since);
+    };
+    for (auto& [id, conn] : connections_) {
+      if (conn->state != State::kReading && conn->state != State::kLingering) continue;
+      if (!victim || rank(*conn) < rank(*victim)) victim = conn.get();
+    }
+  }
+  if (!victim) return false;
+  connections_rejected_.fetch_add(1, std::memory_order_relaxed);
+  Close(*victim);
+  return true;
 }
 
 // Advances one connection as far as its socket allows. May close (and so
@@ -518,6 +659,7 @@ void HttpServer::Impl::Drive(Connection& conn) {
         Io io = SslResult(conn, SSL_do_handshake(conn.ssl.get()));
         if (io == Io::kOk) {
           conn.state = State::kReading;
+          conn.since = Clock::now();
           continue;
         }
         if (io == Io::kWantRead || io == Io::kWantWrite) {
@@ -547,6 +689,8 @@ void HttpServer::Impl::Drive(Connection& conn) {
         Close(conn);
         return;
       }
+      case State::kAuthorizing:
+        return;  // TakeVerdicts resumes it
       case State::kWriting: {
         bool progress = false;
         while (conn.out_offset < conn.out.size()) {
@@ -573,6 +717,7 @@ void HttpServer::Impl::Drive(Connection& conn) {
           continue;
         }
         conn.state = State::kReading;
+        conn.since = Clock::now();
         conn.idle = conn.in.empty();
         if (conn.idle) {
           SetDeadline(conn, options_.idle_timeout, false);
@@ -617,6 +762,10 @@ bool HttpServer::Impl::ProcessRequest(Connection& conn) {
   detail::ParseResult parsed = detail::ParseRequest(conn.in, options_.max_request_bytes);
   if (parsed.status == detail::ParseStatus::kIncomplete) return false;
   requests_.fetch_add(1, std::memory_order_relaxed);
+  if (!conn.head_complete) {
+    conn.head_complete = true;
+    unserved_.erase(conn.id);  // no longer the first to make room at the cap
+  }
   if (parsed.status == detail::ParseStatus::kError) {
     HttpResponse response = PlainResponse(
         parsed.error_status, std::string(detail::StatusReason(parsed.error_status)) + "\n");
@@ -631,19 +780,22 @@ bool HttpServer::Impl::ProcessRequest(Connection& conn) {
     return true;
   }
   conn.in.erase(0, parsed.consumed);
-  HttpResponse response = Respond(parsed.request);
-  QueueResponse(conn, response, parsed.request.method == "HEAD", parsed.accepts_gzip,
-                parsed.keep_alive, parsed.http10);
+  conn.request = std::move(parsed);
+  if (authenticator_) {
+    Authorize(conn);
+  } else {
+    Answer(conn, Respond(conn.request.request));
+  }
   return true;
 }
 
+void HttpServer::Impl::Answer(Connection& conn, const HttpResponse& response) {
+  const detail::ParseResult& request = conn.request;
+  QueueResponse(conn, response, request.request.method == "HEAD", request.accepts_gzip,
+                request.keep_alive, request.http10);
+}
+
 HttpResponse HttpServer::Impl::Respond(const HttpRequest& request) {
-  if (!Authorized(request)) {
-    auth_failures_.fetch_add(1, std::memory_order_relaxed);
-    HttpResponse response = PlainResponse(401, "Unauthorized\n");
-    response.headers.emplace_back("WWW-Authenticate", "Basic realm=\"pmu-exporter\"");
-    return response;
-  }
   try {
     return handler_(request);
   } catch (const std::exception& e) {
@@ -654,23 +806,74 @@ HttpResponse HttpServer::Impl::Respond(const HttpRequest& request) {
   return PlainResponse(500, "Internal Server Error\n");
 }
 
-bool HttpServer::Impl::Authorized(const HttpRequest& request) {
-  if (!authenticator_) return true;
+// Answers conn.request at once when the limiter or the cache decides it;
+// otherwise hands the credentials to a worker and leaves the connection in
+// kAuthorizing until TakeVerdicts.
+void HttpServer::Impl::Authorize(Connection& conn) {
+  const auto now = Clock::now();
+  auto refuse = [&](HttpResponse response) {
+    auth_failures_.fetch_add(1, std::memory_order_relaxed);
+    Answer(conn, response);
+  };
+  if (auto wait = auth_limiter_->RetryAfter(conn.address, now); wait.count() > 0) {
+    refuse(RetryLater(429, wait));
+    return;
+  }
   const std::string* value = nullptr;
-  for (const auto& [name, header_value] : request.headers) {
+  for (const auto& [name, header_value] : conn.request.request.headers) {
     if (name != "authorization") continue;
-    if (value) return false;  // two credentials: refuse rather than pick one
+    if (value) {  // two credentials: refuse rather than pick one
+      refuse(Unauthorized());
+      return;
+    }
     value = &header_value;
   }
-  if (!value) return false;
-  std::optional<detail::BasicCredentials> credentials = detail::ParseBasicAuthorization(*value);
-  if (!credentials) return false;
-  try {
-    return authenticator_(credentials->user, credentials->password);
-  } catch (const std::exception& e) {
-    spdlog::error("HTTP server: authenticator failed: {}", e.what());
+  std::optional<detail::BasicCredentials> credentials;
+  if (value) credentials = detail::ParseBasicAuthorization(*value);
+  if (!credentials) {
+    refuse(Unauthorized());
+    return;
   }
-  return false;
+  const detail::CredentialCache::Key key =
+      auth_cache_->KeyFor(credentials->user, credentials->password);
+  if (const bool* ok = auth_cache_->Find(key)) {
+    if (*ok) {
+      Answer(conn, Respond(conn.request.request));
+    } else {
+      auth_limiter_->Fail(conn.address, now);
+      refuse(Unauthorized());
+    }
+    return;
+  }
+  detail::HashWorkers::Job job{conn.id, conn.address, key, std::move(credentials->user),
+                               std::move(credentials->password)};
+  if (!hash_workers_->Submit(std::move(job))) {
+    refuse(RetryLater(503, std::chrono::seconds(1)));
+    return;
+  }
+  auth_limiter_->Begin(conn.address, now);
+  conn.state = State::kAuthorizing;
+  SetInterest(conn, 0);
+}
+
+// Verdicts from the workers: cached, counted, and the waiting connections
+// answered (a connection closed meanwhile is simply gone).
+void HttpServer::Impl::TakeVerdicts() {
+  const auto now = Clock::now();
+  for (detail::HashWorkers::Done& done : hash_workers_->TakeDone()) {
+    auth_cache_->Put(done.key, done.ok);
+    auth_limiter_->End(done.address, done.ok, now);
+    auto it = connections_.find(done.connection);
+    if (it == connections_.end() || it->second->state != State::kAuthorizing) continue;
+    Connection& conn = *it->second;
+    if (done.ok) {
+      Answer(conn, Respond(conn.request.request));
+    } else {
+      auth_failures_.fetch_add(1, std::memory_order_relaxed);
+      Answer(conn, Unauthorized());
+    }
+    Drive(conn);
+  }
 }
 
 void HttpServer::Impl::QueueResponse(Connection& conn, const HttpResponse& response, bool head,
@@ -721,6 +924,7 @@ void HttpServer::Impl::StartLinger(Connection& conn) {
   }
   shutdown(conn.fd.get(), SHUT_WR);
   conn.state = State::kLingering;
+  conn.since = Clock::now();
   conn.in.clear();
   conn.lingered_bytes = 0;
   SetDeadline(conn, std::min<Clock::duration>(kLingerTime, options_.request_timeout), false);
@@ -813,6 +1017,7 @@ void HttpServer::Impl::Close(Connection& conn) {
   // Closing the fd removes it from epoll; the SSL object goes first as it
   // refers to the fd.
   uint64_t id = conn.id;
+  unserved_.erase(id);
   conn.ssl.reset();
   connections_.erase(id);
 }
@@ -826,5 +1031,33 @@ void HttpServer::Stop() { impl_->Stop(); }
 int HttpServer::port() const { return impl_->port(); }
 bool HttpServer::tls() const { return impl_->tls(); }
 HttpServer::Stats HttpServer::stats() const { return impl_->stats(); }
+size_t HttpServer::max_connections() const { return impl_->max_connections(); }
+
+std::string HtmlEscape(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
 
 }  // namespace pmu::web
