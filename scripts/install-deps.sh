@@ -8,7 +8,7 @@ set -eu
 PACKAGES="cmake make g++ pkg-config git libpfm4-dev libspdlog-dev prometheus-cpp-dev
 libtomlplusplus-dev libsystemd-dev libgtest-dev libgmock-dev libbenchmark-dev
 libcrypt-dev prometheus curl openssl clang-format g++-aarch64-linux-gnu libssl-dev zlib1g-dev dpkg-dev
-systemd man-db python3"
+systemd man-db python3 clang llvm libbpf-dev bpftool libelf-dev"
 
 missing=""
 for p in $PACKAGES "$@"; do

@@ -25,8 +25,8 @@
 namespace pmu::config {
 namespace {
 
-constexpr std::array<std::string_view, 7> kRootKeys{"exporter", "sampling", "log",    "stats",
-                                                    "web",      "events",   "derived"};
+constexpr std::array<std::string_view, 8> kRootKeys{"exporter", "sampling", "log",     "stats",
+                                                    "web",      "events",   "derived", "cgroups"};
 constexpr std::array<std::string_view, 4> kExporterKeys{"listen", "metrics_path", "port_file",
                                                         "max_series"};
 constexpr std::array<std::string_view, 3> kSamplingKeys{"interval", "cpus", "min_running_ratio"};
@@ -52,6 +52,14 @@ constexpr std::array<std::string_view, 5> kReservedDerivedSuffixes{"_bucket", "_
 constexpr std::array<std::pair<DerivedScope, std::string_view>, 2> kDerivedScopes{{
     {DerivedScope::kHost, "host"},
     {DerivedScope::kCpu, "cpu"},
+}};
+
+constexpr std::array<std::string_view, 8> kCgroupsKeys{"enabled", "mode", "root",   "include",
+                                                       "exclude", "max",  "rescan", "events"};
+constexpr std::array<std::pair<CgroupMode, std::string_view>, 3> kCgroupModes{{
+    {CgroupMode::kAuto, "auto"},
+    {CgroupMode::kBpf, "bpf"},
+    {CgroupMode::kPerf, "perf"},
 }};
 
 constexpr std::array<std::string_view, 8> kDefaultEvents{
@@ -194,6 +202,9 @@ class Validator {
     // wherever the tables stand in the file.
     if (const toml::node* derived = root.get("derived")) {
       config.derived = ReadDerivedList(*derived, config.events);
+    }
+    if (const toml::table* cgroups = Table(root, "", "cgroups")) {
+      ReadCgroups(*cgroups, config.events, config.cgroups);
     }
     return config;
   }
@@ -511,6 +522,75 @@ class Validator {
     return spec;
   }
 
+  // [cgroups]; `events` are checked against the final [[events]] list.
+  void ReadCgroups(const toml::table& table, const std::vector<EventSpec>& events,
+                   CgroupsConfig& out) const {
+    const std::string path = "cgroups";
+    RejectUnknownKeys(table, path, kCgroupsKeys);
+    Boolean(table, path, "enabled", out.enabled);
+    if (const auto* mode = String(table, path, "mode", "\"auto\"")) {
+      out.mode = Choice(*mode, "cgroups.mode", "cgroup mode", kCgroupModes, "auto, bpf or perf");
+    }
+    if (const auto* root = String(table, path, "root", "\"/sys/fs/cgroup\"")) {
+      if (!root->get().empty() && root->get().front() != '/') {
+        Fail(root->source(), "cgroups.root", "root must be an absolute path or empty (detect)");
+      }
+      out.root = root->get();
+    }
+    const auto patterns = [&](std::string_view name, std::vector<std::string>& into) {
+      const toml::node* node = table.get(name);
+      if (node == nullptr) return;
+      const std::string key = JoinKey(path, name);
+      into = Strings(*node, key, "[\"/system.slice/*.service\"]");
+      for (size_t i = 0; i < into.size(); ++i) {
+        if (into[i].empty() || into[i].front() != '/') {
+          Fail((*node->as_array())[i].source(), key,
+               "pattern '" + into[i] + "' must start with '/' (paths are relative to root)");
+        }
+      }
+    };
+    patterns("include", out.include);
+    patterns("exclude", out.exclude);
+    Integer(table, path, "max", 1, 100'000, out.max);
+    if (const auto* rescan = String(table, path, "rescan", "\"10s\"")) {
+      out.rescan = ParseValue(*rescan, "cgroups.rescan", ParseDuration);
+    }
+    if (const toml::node* node = table.get("events")) {
+      out.events = Strings(*node, "cgroups.events", "[\"cpu-clock\"]");
+      for (size_t i = 0; i < out.events.size(); ++i) {
+        const bool known = std::any_of(events.begin(), events.end(),
+                                       [&](const EventSpec& e) { return e.name == out.events[i]; });
+        if (!known) {
+          std::vector<std::string_view> names;
+          for (const EventSpec& e : events) names.push_back(e.name);
+          std::string message = UnknownKeyMessage(out.events[i], names);
+          message.replace(0, std::string_view("unknown key").size(), "unknown event");
+          Fail((*node->as_array())[i].source(), "cgroups.events", message);
+        }
+      }
+    }
+  }
+
+  // An array of strings.
+  std::vector<std::string> Strings(const toml::node& node, const std::string& key,
+                                   std::string_view example) const {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      Fail(node.source(), key,
+           "expected an array of strings like " + std::string(example) + ", got " +
+               std::string(TypeName(node.type())));
+    }
+    std::vector<std::string> values;
+    for (const toml::node& element : *array) {
+      if (!element.is_string()) {
+        Fail(element.source(), key,
+             "expected a string, got " + std::string(TypeName(element.type())));
+      }
+      values.push_back(element.as_string()->get());
+    }
+    return values;
+  }
+
   std::vector<DerivedSpec> ReadDerivedList(const toml::node& node,
                                            const std::vector<EventSpec>& events) const {
     std::vector<DerivedSpec> list;
@@ -693,6 +773,13 @@ ConfigError::ConfigError(std::string file, int line, int column, std::string key
       column_(column),
       key_(std::move(key)),
       message_(std::move(message)) {}
+
+std::string_view ToString(CgroupMode mode) {
+  for (const auto& [value, name] : kCgroupModes) {
+    if (value == mode) return name;
+  }
+  return "auto";
+}
 
 std::string_view ToString(LogTarget target) {
   for (const auto& [value, name] : kLogTargets) {

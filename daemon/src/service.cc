@@ -9,6 +9,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "pmu/attribution/attribution.h"
 #include "pmu/collectors/cpu_counters.h"
 #include "pmu/metrics/cardinality.h"
 #include "pmu/web/auth.h"
@@ -55,32 +56,51 @@ sampling::PipelineOptions Service::PipelineOptionsFor() const {
 void Service::Build(const config::Config& config, sampling::Pipeline* previous,
                     const metrics::DerivedEngine* previous_engine,
                     std::unique_ptr<sampling::Pipeline>* pipeline,
-                    std::unique_ptr<metrics::DerivedEngine>* engine) {
+                    std::unique_ptr<metrics::DerivedEngine>* engine,
+                    std::unique_ptr<attribution::CgroupAttribution>* cgroups) {
   auto fresh = std::make_unique<sampling::Pipeline>(config, sys_, PipelineOptionsFor(), previous);
   auto derived = std::make_unique<metrics::DerivedEngine>(config, fresh->plan(),
                                                           fresh->selected_cpus(), previous_engine);
   fresh->AddObserver(derived.get());
+  // [cgroups]: its own counters and rescans, read after every round.
+  std::unique_ptr<attribution::CgroupAttribution> attributed;
+  std::vector<std::shared_ptr<const metrics::FamilySource>> extra;
+  if (config.cgroups.enabled) {
+    attribution::AttributionOptions options;
+    options.cpus = fresh->selected_cpus();
+    options.other_fds = fresh->open_fds() + static_cast<size_t>(config.web.max_connections) + 256;
+    options.sys = &sys_;
+    attributed = attribution::CgroupAttribution::Create(config, fresh->plan(), options);
+    if (attributed) fresh->AddObserver(attributed.get());
+    extra.push_back(attribution::EstimateCgroupFamilies(config, fresh->plan()));
+  }
   fresh->SampleNow();  // the first reading; primes the /proc/stat-based metrics
   const auto first = fresh->latest();
   metrics::CheckCardinality(
-      config, metrics::EstimateSeries(config, first->plan, fresh->selected_cpus(), &first->kernel));
+      config, metrics::EstimateSeries(config, first->plan, fresh->selected_cpus(), &first->kernel,
+                                      std::move(extra)));
   *pipeline = std::move(fresh);
   *engine = std::move(derived);
+  *cgroups = std::move(attributed);
 }
 
 void Service::StartPublishing() {
   const metrics::DerivedEngine& engine = *derived_;
-  pipeline_->SetPublisher([this, &engine](std::shared_ptr<const sampling::Snapshot> snapshot) {
-    Publish(snapshot, engine);
-  });
-  Publish(pipeline_->latest(), engine);
+  const attribution::CgroupAttribution* cgroups = cgroups_.get();
+  pipeline_->SetPublisher(
+      [this, &engine, cgroups](std::shared_ptr<const sampling::Snapshot> snapshot) {
+        Publish(snapshot, engine, cgroups);
+      });
+  Publish(pipeline_->latest(), engine, cgroups);
 }
 
 void Service::Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
-                      const metrics::DerivedEngine& engine) {
+                      const metrics::DerivedEngine& engine,
+                      const attribution::CgroupAttribution* cgroups) {
   auto out = std::make_shared<metrics::ExportSnapshot>();
   out->sampling = snapshot;
   out->derived = engine.TakeSnapshot();
+  if (cgroups != nullptr) out->extra.push_back(cgroups->Families());
   {
     std::lock_guard lock(status_mutex_);
     out->service = status_;
@@ -100,7 +120,7 @@ std::optional<metrics::EndpointStats> Service::EndpointTotals() const {
 
 void Service::Start() {
   std::unique_lock lock(pipeline_mutex_);
-  Build(config_, nullptr, nullptr, &pipeline_, &derived_);
+  Build(config_, nullptr, nullptr, &pipeline_, &derived_, &cgroups_);
   StartPublishing();
 }
 
@@ -202,10 +222,11 @@ void Service::Reload(const config::Config& next) {
   // failure leaves the old configuration running untouched.
   std::unique_ptr<sampling::Pipeline> fresh;
   std::unique_ptr<metrics::DerivedEngine> engine;
+  std::unique_ptr<attribution::CgroupAttribution> cgroups;
   std::unique_ptr<web::HttpServer> server;
   int port = bound_port_;
   try {
-    Build(next, pipeline_.get(), derived_.get(), &fresh, &engine);
+    Build(next, pipeline_.get(), derived_.get(), &fresh, &engine, &cgroups);
     const bool same_address = next.exporter.listen == config_.exporter.listen;
     const bool rebind = !same_address ||
                         next.exporter.metrics_path != config_.exporter.metrics_path ||
@@ -233,6 +254,7 @@ void Service::Reload(const config::Config& next) {
     std::unique_lock lock(pipeline_mutex_);
     pipeline_ = std::move(fresh);  // old fds close here
     derived_ = std::move(engine);
+    cgroups_ = std::move(cgroups);
   }
   if (server) {
     StopServer();
@@ -275,6 +297,7 @@ void Service::Stop() {
   std::unique_lock lock(pipeline_mutex_);
   pipeline_.reset();  // closes every perf fd
   derived_.reset();
+  cgroups_.reset();
 }
 
 void WritePortFile(const std::string& path, int port) {

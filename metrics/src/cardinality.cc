@@ -44,7 +44,8 @@ sampling::KernelStats SyntheticKernelStats(const config::StatsConfig& stats,
 
 SeriesEstimate EstimateSeries(const config::Config& config,
                               std::shared_ptr<const collectors::EventPlan> plan,
-                              const std::vector<int>& cpus, const sampling::KernelStats* observed) {
+                              const std::vector<int>& cpus, const sampling::KernelStats* observed,
+                              std::vector<std::shared_ptr<const FamilySource>> extra) {
   auto snap = std::make_shared<sampling::Snapshot>();
   snap->plan = plan;
   for (int cpu : cpus) {
@@ -74,9 +75,11 @@ SeriesEstimate EstimateSeries(const config::Config& config,
   export_snapshot.sampling = std::move(snap);
   export_snapshot.derived = std::move(derived);
   export_snapshot.endpoint = EndpointStats{};
+  export_snapshot.extra = std::move(extra);
 
   SeriesCounter counter;
   StandardRegistry().Write(export_snapshot, counter);
+  for (const auto& source : export_snapshot.extra) source->Write(export_snapshot, counter);
   SeriesEstimate estimate;
   estimate.total = counter.total();
   estimate.families = counter.families();

@@ -459,6 +459,7 @@ std::string RenderText(const ExportSnapshot& snapshot) {
   std::string out;
   TextWriter writer(out);
   StandardRegistry().Write(snapshot, writer);
+  for (const auto& source : snapshot.extra) source->Write(snapshot, writer);
   return out;
 }
 

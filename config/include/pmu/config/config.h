@@ -37,6 +37,12 @@
 //              positive numbers; per_second = false. An input is an
 //              [[events]] name or a statistics input (kStatInputs); one
 //              metric uses either kind, never both. See DerivedSpec.
+//   [cgroups]  per-cgroup attribution (attribution/): enabled = false,
+//              mode = "auto" | "bpf" | "perf", root = "" (detect), include and
+//              exclude = arrays of glob patterns over paths relative to root
+//              ('*' and '?' within one level, '**' across levels), max =
+//              1000, rescan = duration, events = [[events]] names (empty: all).
+//              See CgroupsConfig.
 // Derived list: no `derived` key = the daemon's built-in derived metrics
 // (Config::derived is nullopt); `derived = []` = none at all.
 // Event list: a file with no `events` key at all uses the built-in default
@@ -206,6 +212,23 @@ struct DerivedSpec {
   }
 };
 
+// [cgroups]: counters per cgroup (attribution/). Paths are relative to the
+// cgroup v2 root and start with '/': "/system.slice/ssh.service".
+enum class CgroupMode { kAuto, kBpf, kPerf };
+std::string_view ToString(CgroupMode mode);
+
+struct CgroupsConfig {
+  bool enabled = false;
+  CgroupMode mode = CgroupMode::kAuto;
+  std::string root;  // "" = detect the cgroup v2 mount
+  std::vector<std::string> include{"/system.slice/*.service", "/kubepods.slice/**"};
+  std::vector<std::string> exclude;
+  int max = 1000;  // matching cgroups counted (first by path); [1, 100000]
+  std::chrono::nanoseconds rescan = std::chrono::seconds(10);
+  std::vector<std::string> events;  // [[events]] names; empty = every supported event
+  bool operator==(const CgroupsConfig&) const = default;
+};
+
 struct Config {
   std::string source = "<built-in default>";  // path of the file, or the built-in marker
   ExporterConfig exporter;
@@ -218,11 +241,12 @@ struct Config {
   // from the events this host supports (daemon/derived.h); a value, even an
   // empty one, is exactly what the file lists.
   std::optional<std::vector<DerivedSpec>> derived;
+  CgroupsConfig cgroups;
 
   // Equality ignores `source` and event and derived positions.
   bool operator==(const Config& o) const {
     return exporter == o.exporter && sampling == o.sampling && log == o.log && stats == o.stats &&
-           web == o.web && events == o.events && derived == o.derived;
+           web == o.web && events == o.events && derived == o.derived && cgroups == o.cgroups;
   }
 };
 

@@ -29,6 +29,9 @@
 namespace pmu::web {
 class HttpServer;
 }  // namespace pmu::web
+namespace pmu::attribution {
+class CgroupAttribution;
+}  // namespace pmu::attribution
 
 namespace pmu::daemon {
 
@@ -83,11 +86,12 @@ class Service {
   void Build(const config::Config& config, sampling::Pipeline* previous,
              const metrics::DerivedEngine* previous_engine,
              std::unique_ptr<sampling::Pipeline>* pipeline,
-             std::unique_ptr<metrics::DerivedEngine>* engine);
+             std::unique_ptr<metrics::DerivedEngine>* engine,
+             std::unique_ptr<attribution::CgroupAttribution>* cgroups);
   // Makes `pipeline_`/`derived_` the published ones.
   void StartPublishing();
   void Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
-               const metrics::DerivedEngine& engine);
+               const metrics::DerivedEngine& engine, const attribution::CgroupAttribution* cgroups);
   // A started server for `config`'s endpoint; throws std::runtime_error.
   std::unique_ptr<web::HttpServer> Bind(const config::Config& config, int* port);
   void SetServer(std::unique_ptr<web::HttpServer> server);
@@ -104,6 +108,7 @@ class Service {
   mutable std::shared_mutex pipeline_mutex_;
   std::unique_ptr<sampling::Pipeline> pipeline_;
   std::unique_ptr<metrics::DerivedEngine> derived_;
+  std::unique_ptr<attribution::CgroupAttribution> cgroups_;  // [cgroups]; observes pipeline_
 
   mutable std::mutex status_mutex_;
   metrics::ServiceFacts status_;

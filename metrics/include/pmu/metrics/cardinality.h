@@ -27,17 +27,21 @@
 
 namespace pmu::metrics {
 
+class FamilySource;  // family_source.h
+
 struct SeriesEstimate {
   size_t total = 0;
   // (family name, series), largest first.
   std::vector<std::pair<std::string, size_t>> families;
 };
 
-// `cpus`: the CPUs the configuration selects.
+// `cpus`: the CPUs the configuration selects. `extra`: the worst-case
+// families of optional subsystems (ExportSnapshot::extra), counted too.
 SeriesEstimate EstimateSeries(const config::Config& config,
                               std::shared_ptr<const collectors::EventPlan> plan,
                               const std::vector<int>& cpus,
-                              const sampling::KernelStats* observed = nullptr);
+                              const sampling::KernelStats* observed = nullptr,
+                              std::vector<std::shared_ptr<const FamilySource>> extra = {});
 
 // A configuration that would export more series than it allows (a
 // configuration error: the daemon exits with status 2).

@@ -20,6 +20,7 @@
 namespace pmu::metrics {
 
 struct DerivedSnapshot;  // derived.h
+class FamilySource;
 
 // Facts about the service itself.
 struct ServiceFacts {
@@ -42,6 +43,10 @@ struct ExportSnapshot {
   std::shared_ptr<const DerivedSnapshot> derived;
   ServiceFacts service;
   std::optional<EndpointStats> endpoint;  // absent while no endpoint serves
+  // Families of optional subsystems outside metrics/ (per-cgroup
+  // attribution, attribution/): each an immutable source over data it took
+  // when the snapshot was assembled; written after the standard sources.
+  std::vector<std::shared_ptr<const FamilySource>> extra;
 };
 
 class FamilySource {
@@ -80,7 +85,8 @@ class Registry {
 // The registry of the standard exposition (built once).
 const Registry& StandardRegistry();
 
-// The standard exposition of `snapshot` in the text format.
+// The standard exposition of `snapshot` in the text format (the standard
+// registry, then `snapshot.extra`).
 std::string RenderText(const ExportSnapshot& snapshot);
 
 }  // namespace pmu::metrics

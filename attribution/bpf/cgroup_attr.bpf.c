@@ -1,0 +1,131 @@
+// SPDX-License-Identifier: (BSD-2-Clause OR GPL-2.0-only)
+// Per-cgroup attribution of per-CPU counters (pmu-exporter, attribution/).
+//
+// User space opens one CPU-wide counter per (event, CPU) and stores it in
+// `counters` at index event * nr_cpus + cpu. Whenever a CPU switches between
+// tasks of different cgroups (tp_btf/sched_switch: `current` is still the
+// outgoing task), the counters' deltas since the CPU's previous reading are
+// added to the outgoing task's cgroup and to each of its ancestors that user
+// space tracks (`tracked`: cgroup id -> slot). `flush` does the same for the
+// task running now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
+// BPF_F_TEST_RUN_ON_CPU) before it reads `counts`, so a task that has run
+// since its last switch is not missing from the reading.
+//
+// `counts` is a per-CPU array of cumulative readings at slot * nr_events +
+// event. A per-CPU entry is only ever written on its CPU with preemption
+// off (tracepoint, or the test-run IPI), so plain additions are exact.
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#define PMU_MAX_EVENTS 8
+#define PMU_MAX_LEVELS 16
+
+struct pmu_reading {
+  __u64 counter;
+  __u64 enabled;
+  __u64 running;
+};
+
+struct pmu_last {
+  __u64 counter;
+  __u64 enabled;
+  __u64 running;
+  __u64 valid;
+};
+
+const volatile __u32 nr_cpus = 1;
+const volatile __u32 nr_events = 1;
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+  __uint(key_size, sizeof(__u32));
+  __uint(value_size, sizeof(__u32));
+} counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, PMU_MAX_EVENTS);
+  __type(key, __u32);
+  __type(value, struct pmu_last);
+} last SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 1);  // set by the loader
+  __type(key, __u64);
+  __type(value, __u32);
+} tracked SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);  // set by the loader
+  __type(key, __u32);
+  __type(value, struct pmu_reading);
+} counts SEC(".maps");
+
+static __always_inline struct cgroup *task_cgroup(struct task_struct *task) {
+  return BPF_CORE_READ(task, cgroups, dfl_cgrp);
+}
+
+static __always_inline void account(struct cgroup *cgrp) {
+  __u32 slots[PMU_MAX_LEVELS];
+  __u32 nslots = 0;
+  struct cgroup *c = cgrp;
+  for (int level = 0; level < PMU_MAX_LEVELS && c; level++) {
+    __u64 id = BPF_CORE_READ(c, kn, id);
+    __u32 *slot = bpf_map_lookup_elem(&tracked, &id);
+    if (slot && nslots < PMU_MAX_LEVELS) slots[nslots++] = *slot;
+    // `self` is the first member of struct cgroup: a parent css is its cgroup.
+    c = (struct cgroup *)BPF_CORE_READ(c, self.parent);
+  }
+  // The deltas of every event first, then one pass over the slots: keeps
+  // the verifier's walk short.
+  struct pmu_reading delta[PMU_MAX_EVENTS] = {};
+  __u32 cpu = bpf_get_smp_processor_id();
+  __u32 events = nr_events < PMU_MAX_EVENTS ? nr_events : PMU_MAX_EVENTS;
+  for (__u32 e = 0; e < events; e++) {
+    struct bpf_perf_event_value now = {};
+    if (bpf_perf_event_read_value(&counters, e * nr_cpus + cpu, &now, sizeof(now)) != 0) continue;
+    __u32 key = e;
+    struct pmu_last *prev = bpf_map_lookup_elem(&last, &key);
+    if (!prev) continue;
+    if (prev->valid) {
+      delta[e].counter = now.counter - prev->counter;
+      delta[e].enabled = now.enabled - prev->enabled;
+      delta[e].running = now.running - prev->running;
+    }
+    prev->counter = now.counter;
+    prev->enabled = now.enabled;
+    prev->running = now.running;
+    prev->valid = 1;
+  }
+  for (__u32 i = 0; i < nslots && i < PMU_MAX_LEVELS; i++) {
+    for (__u32 e = 0; e < events; e++) {
+      __u32 at = slots[i] * events + e;
+      struct pmu_reading *sum = bpf_map_lookup_elem(&counts, &at);
+      if (!sum) continue;
+      sum->counter += delta[e].counter;
+      sum->enabled += delta[e].enabled;
+      sum->running += delta[e].running;
+    }
+  }
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(pmu_on_switch, bool preempt, struct task_struct *prev, struct task_struct *next) {
+  struct cgroup *from = task_cgroup(prev);
+  if (from == task_cgroup(next)) return 0;  // same cgroup: its share keeps accumulating
+  account(from);
+  return 0;
+}
+
+SEC("raw_tp")
+int pmu_flush(void *ctx) {
+  account(task_cgroup((struct task_struct *)bpf_get_current_task()));
+  return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

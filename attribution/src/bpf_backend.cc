@@ -1,0 +1,249 @@
+// bpf mode: a CPU-wide counter per event x CPU, the BPF program of
+// bpf/cgroup_attr.bpf.c on sched_switch, and per-cgroup slots in its maps.
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <vector>
+
+#include "backend.h"
+#include "pmu/collectors/event_plan.h"
+
+#ifdef PMU_HAVE_BPF
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "cgroup_attr.skel.h"
+#endif
+
+namespace pmu::attribution {
+
+std::string BpfUnavailableReason() {
+#ifndef PMU_HAVE_BPF
+  return PMU_BPF_UNAVAILABLE_REASON;
+#else
+  struct stat st {};
+  if (stat("/sys/kernel/btf/vmlinux", &st) != 0) {
+    return "the kernel has no BTF (/sys/kernel/btf/vmlinux: " + std::string(std::strerror(errno)) +
+           ")";
+  }
+  return "";
+#endif
+}
+
+#ifndef PMU_HAVE_BPF
+
+std::unique_ptr<Backend> MakeBpfBackend(const std::vector<perf_event_attr>&,
+                                        const std::vector<int>&, size_t, collectors::PerfSyscalls&,
+                                        std::string* error) {
+  *error = BpfUnavailableReason();
+  return nullptr;
+}
+
+#else
+
+namespace {
+
+// The program's limits (cgroup_attr.bpf.c).
+constexpr size_t kMaxEvents = 8;
+
+// struct pmu_reading in the BPF program.
+struct Reading {
+  uint64_t counter;
+  uint64_t enabled;
+  uint64_t running;
+};
+
+std::string Errno(int err) { return std::strerror(err < 0 ? -err : err); }
+
+class BpfBackend final : public Backend {
+ public:
+  BpfBackend(std::vector<perf_event_attr> attrs, std::vector<int> cpus, size_t max,
+             collectors::PerfSyscalls& sys)
+      : attrs_(std::move(attrs)), cpus_(std::move(cpus)), sys_(sys), slots_(2 * max + 16) {}
+
+  ~BpfBackend() override {
+    if (skel_ != nullptr) cgroup_attr__destroy(skel_);  // detaches, closes maps
+    for (int fd : counter_fds_) sys_.Close(fd);
+  }
+
+  bool Init(std::string* error) {
+    const int possible = libbpf_num_possible_cpus();
+    if (possible <= 0) {
+      *error = "cannot count the possible CPUs: " + Errno(possible);
+      return false;
+    }
+    nr_cpus_ = static_cast<size_t>(possible);
+    if (attrs_.size() > kMaxEvents) {
+      *error = "bpf mode attributes at most " + std::to_string(kMaxEvents) + " events, got " +
+               std::to_string(attrs_.size()) + " (list fewer in [cgroups] events)";
+      return false;
+    }
+    skel_ = cgroup_attr__open();
+    if (skel_ == nullptr) {
+      *error = "cannot open the BPF object: " + Errno(errno);
+      return false;
+    }
+    skel_->rodata->nr_cpus = static_cast<__u32>(nr_cpus_);
+    skel_->rodata->nr_events = static_cast<__u32>(attrs_.size());
+    bpf_map__set_max_entries(skel_->maps.counters, static_cast<__u32>(nr_cpus_ * attrs_.size()));
+    bpf_map__set_max_entries(skel_->maps.tracked, static_cast<__u32>(slots_));
+    bpf_map__set_max_entries(skel_->maps.counts, static_cast<__u32>(slots_ * attrs_.size()));
+    if (const int err = cgroup_attr__load(skel_); err != 0) {
+      *error = "cannot load the BPF program (needs CAP_BPF and CAP_PERFMON, and kernel BTF): " +
+               Errno(err);
+      return false;
+    }
+    // The counter set: every event on every counted CPU, CPU-wide.
+    const int counters = bpf_map__fd(skel_->maps.counters);
+    for (size_t e = 0; e < attrs_.size(); ++e) {
+      for (int cpu : cpus_) {
+        perf_event_attr attr = attrs_[e];
+        const int fd = sys_.Open(&attr, -1, cpu, -1, 0);
+        if (fd < 0) {
+          *error = collectors::DescribeOpenError("cpu" + std::to_string(cpu), attr, -fd);
+          return false;
+        }
+        counter_fds_.push_back(fd);
+        const __u32 key = static_cast<__u32>(e * nr_cpus_ + static_cast<size_t>(cpu));
+        if (bpf_map_update_elem(counters, &key, &fd, BPF_ANY) != 0) {
+          *error = "cannot store counter in the BPF map: " + Errno(errno);
+          return false;
+        }
+      }
+    }
+    link_ = bpf_program__attach(skel_->progs.pmu_on_switch);
+    if (link_ == nullptr) {
+      *error = "cannot attach to sched_switch: " + Errno(errno);
+      return false;
+    }
+    skel_->links.pmu_on_switch = link_;  // destroyed with the skeleton
+    for (size_t s = slots_; s > 0; --s) free_.push_back(s - 1);
+    values_.resize(slots_ * attrs_.size() * nr_cpus_);
+    return true;
+  }
+
+  bool Add(const CgroupEntry& cgroup, const std::string&, std::string* error) override {
+    if (free_.empty()) {
+      *error = "no free slot in the BPF maps";
+      return false;
+    }
+    const uint32_t slot = static_cast<uint32_t>(free_.back());
+    // Zero the slot before the program can find it.
+    const std::vector<Reading> zero(nr_cpus_, Reading{});
+    for (size_t e = 0; e < attrs_.size(); ++e) {
+      const __u32 key = static_cast<__u32>(slot * attrs_.size() + e);
+      if (bpf_map_update_elem(bpf_map__fd(skel_->maps.counts), &key, zero.data(), BPF_ANY) != 0) {
+        *error = "cannot reset a BPF map slot: " + Errno(errno);
+        return false;
+      }
+    }
+    const __u64 id = cgroup.id;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.tracked), &id, &slot, BPF_ANY) != 0) {
+      *error = "cannot track the cgroup in the BPF map: " + Errno(errno);
+      return false;
+    }
+    free_.pop_back();
+    slot_of_[cgroup.id] = slot;
+    return true;
+  }
+
+  void Remove(uint64_t id) override {
+    const auto it = slot_of_.find(id);
+    if (it == slot_of_.end()) return;
+    const __u64 key = id;
+    bpf_map_delete_elem(bpf_map__fd(skel_->maps.tracked), &key);
+    // A program that looked the id up just before may still add to the
+    // slot: it is reused only after the next round.
+    quarantine_.push_back(it->second);
+    slot_of_.erase(it);
+  }
+
+  void Refresh() override {
+    free_.insert(free_.end(), released_.begin(), released_.end());
+    released_ = std::move(quarantine_);
+    quarantine_.clear();
+    // Attribute what each CPU's current task ran since its last switch.
+    const int flush = bpf_program__fd(skel_->progs.pmu_flush);
+    for (int cpu : cpus_) {
+      LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU,
+                  .cpu = static_cast<__u32>(cpu));
+      bpf_prog_test_run_opts(flush, &opts);
+    }
+    ReadCounts();
+  }
+
+  void Read(uint64_t id, std::vector<RawReading>& out) override {
+    out.assign(attrs_.size(), RawReading{});
+    const auto it = slot_of_.find(id);
+    if (it == slot_of_.end()) return;
+    for (size_t e = 0; e < attrs_.size(); ++e) {
+      const Reading* per_cpu = &values_[(it->second * attrs_.size() + e) * nr_cpus_];
+      for (size_t c = 0; c < nr_cpus_; ++c) {
+        out[e].counter += per_cpu[c].counter;
+        out[e].enabled += per_cpu[c].enabled;
+        out[e].running += per_cpu[c].running;
+      }
+    }
+  }
+
+  // The counters, the maps and the programs and link.
+  size_t open_fds() const override { return counter_fds_.size() + 4 + 2 + 1; }
+
+ private:
+  // Every entry of `counts` into values_: in batches, else one by one.
+  void ReadCounts() {
+    const int fd = bpf_map__fd(skel_->maps.counts);
+    const size_t entries = slots_ * attrs_.size();
+    if (batch_) {
+      std::vector<__u32> keys(entries);
+      __u32 out_batch = 0;
+      __u32 count = static_cast<__u32>(entries);
+      LIBBPF_OPTS(bpf_map_batch_opts, opts);
+      const int err =
+          bpf_map_lookup_batch(fd, nullptr, &out_batch, keys.data(), values_.data(), &count, &opts);
+      if ((err == 0 || errno == ENOENT) && count == entries) return;
+      batch_ = false;
+    }
+    for (const auto& [id, slot] : slot_of_) {
+      for (size_t e = 0; e < attrs_.size(); ++e) {
+        const __u32 key = static_cast<__u32>(slot * attrs_.size() + e);
+        bpf_map_lookup_elem(fd, &key, &values_[key * nr_cpus_]);
+      }
+    }
+  }
+
+  std::vector<perf_event_attr> attrs_;
+  std::vector<int> cpus_;
+  collectors::PerfSyscalls& sys_;
+  size_t slots_;
+  size_t nr_cpus_ = 0;
+  cgroup_attr* skel_ = nullptr;
+  bpf_link* link_ = nullptr;
+  std::vector<int> counter_fds_;
+  std::vector<size_t> free_;
+  std::vector<size_t> quarantine_;  // removed this round
+  std::vector<size_t> released_;    // removed last round; free at the next
+  std::map<uint64_t, size_t> slot_of_;
+  std::vector<Reading> values_;  // [(slot * events + event) * nr_cpus + cpu]
+  bool batch_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeBpfBackend(const std::vector<perf_event_attr>& attrs,
+                                        const std::vector<int>& cpus, size_t max_cgroups,
+                                        collectors::PerfSyscalls& sys, std::string* error) {
+  if (std::string reason = BpfUnavailableReason(); !reason.empty()) {
+    *error = reason;
+    return nullptr;
+  }
+  auto backend = std::make_unique<BpfBackend>(attrs, cpus, max_cgroups, sys);
+  if (!backend->Init(error)) return nullptr;
+  return backend;
+}
+
+#endif
+
+}  // namespace pmu::attribution
