@@ -2,12 +2,17 @@
 // Per-cgroup attribution of per-CPU counters (pmu-exporter, attribution/).
 //
 // User space opens one CPU-wide counter per (event, CPU) and stores it in
-// `counters` at index event * nr_cpus + cpu. Whenever a CPU switches between
-// tasks of different cgroups (tp_btf/sched_switch: `current` is still the
-// outgoing task), the counters' deltas since the CPU's previous reading are
-// added to the outgoing task's cgroup and to each of its ancestors that user
-// space tracks (`tracked`: cgroup id -> slot). `flush` does the same for the
-// task running now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
+// `counters` at index event * nr_cpus + cpu. Each CPU remembers the cgroup
+// it switched to last (`running`). When a switch (tp_btf/sched_switch) goes
+// to a task of another cgroup, the counters' deltas since the CPU's previous
+// reading are added to the remembered cgroup and to each of its ancestors
+// that user space tracks (`tracked`: cgroup id -> slot). The remembered
+// cgroup, not the outgoing task's present one: a task that moved itself to
+// another cgroup while running would otherwise carry the time of the tasks
+// before it into its new cgroup; a task that moves itself
+// (tp_btf/cgroup_attach_task in its own context, as systemd's and the
+// container runtimes' children do) is a switch at that moment. `flush` does the same for the interval up
+// to now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
 // BPF_F_TEST_RUN_ON_CPU) before it reads `counts`, so a task that has run
 // since its last switch is not missing from the reading.
 //
@@ -52,6 +57,20 @@ struct {
   __type(value, struct pmu_last);
 } last SEC(".maps");
 
+// The cgroup each CPU last switched to (pointer and id: the id tells a
+// cgroup freed since from the one remembered).
+struct pmu_running {
+  struct cgroup *cgrp;
+  __u64 id;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct pmu_running);
+} running SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 1);  // set by the loader
@@ -70,10 +89,13 @@ static __always_inline struct cgroup *task_cgroup(struct task_struct *task) {
   return BPF_CORE_READ(task, cgroups, dfl_cgrp);
 }
 
-static __always_inline void account(struct cgroup *cgrp) {
+// Adds the counters' deltas since this CPU's last reading to `cgrp` (whose
+// id was `id`; null: to no cgroup) and its tracked ancestors.
+static __always_inline void account(struct cgroup *cgrp, __u64 id) {
   __u32 slots[PMU_MAX_LEVELS];
   __u32 nslots = 0;
   struct cgroup *c = cgrp;
+  if (c && BPF_CORE_READ(c, kn, id) != id) c = 0;  // freed since
   for (int level = 0; level < PMU_MAX_LEVELS && c; level++) {
     __u64 id = BPF_CORE_READ(c, kn, id);
     __u32 *slot = bpf_map_lookup_elem(&tracked, &id);
@@ -114,17 +136,38 @@ static __always_inline void account(struct cgroup *cgrp) {
   }
 }
 
+// Attributes the interval since the last reading to the remembered cgroup
+// and remembers `to`, unless `to` is the remembered cgroup already (then its
+// share keeps accumulating), or `always`.
+static __always_inline void switch_to(struct cgroup *to, bool always) {
+  __u32 zero = 0;
+  struct pmu_running *run = bpf_map_lookup_elem(&running, &zero);
+  if (!run) return;
+  if (run->cgrp == to && !always) return;
+  account(run->cgrp, run->id);
+  run->cgrp = to;
+  run->id = to ? BPF_CORE_READ(to, kn, id) : 0;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(pmu_on_switch, bool preempt, struct task_struct *prev, struct task_struct *next) {
-  struct cgroup *from = task_cgroup(prev);
-  if (from == task_cgroup(next)) return 0;  // same cgroup: its share keeps accumulating
-  account(from);
+  switch_to(task_cgroup(next), false);
+  return 0;
+}
+
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(pmu_on_attach, struct cgroup *dst, const char *path, struct task_struct *task,
+             bool threadgroup) {
+  // Only a task that moved itself runs here; another CPU's task is seen at
+  // its next switch.
+  if (BPF_CORE_READ(task, pid) != (__u32)bpf_get_current_pid_tgid()) return 0;
+  switch_to(task_cgroup(task), false);
   return 0;
 }
 
 SEC("raw_tp")
 int pmu_flush(void *ctx) {
-  account(task_cgroup((struct task_struct *)bpf_get_current_task()));
+  switch_to(task_cgroup((struct task_struct *)bpf_get_current_task()), true);
   return 0;
 }
 

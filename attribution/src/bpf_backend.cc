@@ -119,6 +119,11 @@ class BpfBackend final : public Backend {
       return false;
     }
     skel_->links.pmu_on_switch = link_;  // destroyed with the skeleton
+    skel_->links.pmu_on_attach = bpf_program__attach(skel_->progs.pmu_on_attach);
+    if (skel_->links.pmu_on_attach == nullptr) {
+      *error = "cannot attach to cgroup_attach_task: " + Errno(errno);
+      return false;
+    }
     for (size_t s = slots_; s > 0; --s) free_.push_back(s - 1);
     values_.resize(slots_ * attrs_.size() * nr_cpus_);
     return true;
@@ -188,8 +193,8 @@ class BpfBackend final : public Backend {
     }
   }
 
-  // The counters, the maps and the programs and link.
-  size_t open_fds() const override { return counter_fds_.size() + 4 + 2 + 1; }
+  // The counters, five maps (and .rodata), three programs, two links.
+  size_t open_fds() const override { return counter_fds_.size() + 6 + 3 + 2; }
 
  private:
   // Every entry of `counts` into values_: in batches, else one by one.

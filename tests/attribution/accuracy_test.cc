@@ -1,0 +1,408 @@
+// Per-cgroup attribution on real cgroups: known workloads in cgroups created
+// under the cgroup v2 root, checked against the kernel's own accounting
+// (cpu.stat usage_usec, /proc/<pid>/status context switches), in perf mode
+// and bpf mode, and the two modes against each other. Needs root and quiet
+// CPUs (RUN_SERIAL).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <thread>
+
+#include "log_capture.h"
+#include "pmu/attribution/attribution.h"
+#include "pmu/collectors/event_plan.h"
+#include "pmu/daemon/service.h"
+#include "pmu/metrics/cardinality.h"
+
+namespace pmu::attribution {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A cgroup directory, removed (after its tasks left) on destruction.
+class ScopedCgroup {
+ public:
+  explicit ScopedCgroup(std::string path) : path_(std::move(path)) {
+    if (mkdir(path_.c_str(), 0755) != 0) ADD_FAILURE() << path_ << ": " << std::strerror(errno);
+  }
+  ~ScopedCgroup() { Remove(); }
+  ScopedCgroup(const ScopedCgroup&) = delete;
+  ScopedCgroup& operator=(const ScopedCgroup&) = delete;
+  const std::string& path() const { return path_; }
+  // rmdir, retried while the last exited tasks are being released.
+  void Remove() {
+    for (int i = 0; i < 200 && rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) {
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
+ private:
+  std::string path_;
+};
+
+uint64_t UsageUsec(const std::string& cgroup) {
+  std::ifstream in(cgroup + "/cpu.stat");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value) {
+    if (key == "usage_usec") return value;
+  }
+  ADD_FAILURE() << "no usage_usec in " << cgroup << "/cpu.stat";
+  return 0;
+}
+
+// voluntary + nonvoluntary context switches of the calling process.
+uint64_t OwnContextSwitches() {
+  std::ifstream in("/proc/self/status");
+  uint64_t total = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("voluntary_ctxt_switches:", 0) == 0 ||
+        line.rfind("nonvoluntary_ctxt_switches:", 0) == 0) {
+      total += std::stoull(line.substr(line.find(':') + 1));
+    }
+  }
+  return total;
+}
+
+void JoinCgroup(const std::string& cgroup) {
+  const int fd = open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || write(fd, "0", 1) != 1) _exit(3);
+  close(fd);
+}
+
+// Forks a child that joins `cgroup` and runs `body`.
+pid_t SpawnIn(const std::string& cgroup, const std::function<void()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    JoinCgroup(cgroup);
+    body();
+    _exit(0);
+  }
+  return pid;
+}
+
+void WaitExit(pid_t pid) {
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+}
+
+// Spins on `cpu` until it has used `cpu_time` of CPU.
+void BusyLoop(int cpu, std::chrono::nanoseconds cpu_time) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(static_cast<size_t>(cpu), &set);
+  sched_setaffinity(0, sizeof(set), &set);
+  timespec ts{};
+  const int64_t until = cpu_time.count();
+  do {
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  } while (ts.tv_sec * 1'000'000'000LL + ts.tv_nsec < until);
+}
+
+struct PingPongResult {
+  uint64_t switches = 0;  // both tasks, from /proc/<pid>/status
+};
+
+// Two processes in `cgroup` bouncing a byte `rounds` times over pipes.
+PingPongResult PingPong(const std::string& cgroup, int rounds) {
+  int ping[2], pong[2], result[2];
+  if (pipe(ping) != 0 || pipe(pong) != 0 || pipe(result) != 0) ADD_FAILURE() << "pipe";
+  const auto player = [&](int in, int out, bool serve) {
+    return [=] {
+      const uint64_t start = OwnContextSwitches();
+      char byte = 'x';
+      for (int i = 0; i < rounds; ++i) {
+        if (serve && write(out, &byte, 1) != 1) _exit(4);
+        if (read(in, &byte, 1) != 1) _exit(5);
+        if (!serve && write(out, &byte, 1) != 1) _exit(4);
+      }
+      const uint64_t used = OwnContextSwitches() - start;
+      if (write(result[1], &used, sizeof(used)) != sizeof(used)) _exit(6);
+    };
+  };
+  const pid_t a = SpawnIn(cgroup, player(pong[0], ping[1], true));
+  const pid_t b = SpawnIn(cgroup, player(ping[0], pong[1], false));
+  WaitExit(a);
+  WaitExit(b);
+  PingPongResult out;
+  for (int i = 0; i < 2; ++i) {
+    uint64_t used = 0;
+    if (read(result[0], &used, sizeof(used)) == sizeof(used)) out.switches += used;
+  }
+  for (int fd : {ping[0], ping[1], pong[0], pong[1], result[0], result[1]}) close(fd);
+  return out;
+}
+
+std::vector<config::EventSpec> SoftwareEvents() {
+  return {{"cpu-clock", "cpu-clock", "", 0, 0},
+          {"task-clock", "task-clock", "", 0, 0},
+          {"context-switches", "context-switches", "", 0, 0},
+          {"page-faults", "page-faults", "", 0, 0}};
+}
+
+std::vector<int> OnlineCpus() {
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    std::ifstream online("/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/online");
+    int on = 1;
+    if (cpu > 0 && !(online >> on)) {
+      if (access(("/sys/devices/system/cpu/cpu" + std::to_string(cpu)).c_str(), F_OK) != 0) break;
+    }
+    if (on == 1) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+double Count(const CgroupSnapshot& s, const std::string& path, const std::string& event) {
+  for (const CgroupSeries& cg : s.cgroups) {
+    if (cg.path != path) continue;
+    for (size_t e = 0; e < s.events.size(); ++e) {
+      if (s.events[e] == event) return cg.events[e].count;
+    }
+  }
+  return -1;  // absent
+}
+
+class AttributionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root to create cgroups and count CPU-wide";
+    root_ = DetectCgroup2Root();
+    if (root_.empty()) GTEST_SKIP() << "no cgroup v2 file system mounted";
+    cpus_ = OnlineCpus();
+    plan_ = collectors::BuildEventPlan(SoftwareEvents(), collectors::DefaultPerfSyscalls(),
+                                       cpus_.front());
+  }
+
+  config::Config ConfigFor(config::CgroupMode mode, const std::string& top) const {
+    config::Config c = config::DefaultConfig();
+    c.events = SoftwareEvents();
+    c.cgroups.enabled = true;
+    c.cgroups.mode = mode;
+    c.cgroups.root = root_;
+    c.cgroups.include = {"/" + top + "/**"};
+    c.cgroups.rescan = std::chrono::hours(1);
+    return c;
+  }
+
+  std::unique_ptr<CgroupAttribution> Make(const config::Config& c) const {
+    AttributionOptions options;
+    options.cpus = cpus_;
+    options.other_fds = 512;
+    return CgroupAttribution::Create(c, plan_, options);
+  }
+
+  std::string root_;
+  std::vector<int> cpus_;
+  collectors::EventPlan plan_;
+};
+
+TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
+  const std::string bpf_reason = BpfUnavailableReason();
+  if (!bpf_reason.empty()) GTEST_SKIP() << "bpf mode unavailable: " << bpf_reason;
+  const std::string top = "pmu-attr-test-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  ScopedCgroup busy(parent.path() + "/busy");
+  ScopedCgroup pingpong(parent.path() + "/pingpong");
+  ScopedCgroup idle(parent.path() + "/idle");
+  auto perf = Make(ConfigFor(config::CgroupMode::kPerf, top));
+  auto bpf = Make(ConfigFor(config::CgroupMode::kBpf, top));
+  ASSERT_TRUE(perf && bpf);
+  ASSERT_EQ(perf->mode(), Mode::kPerf);
+  ASSERT_EQ(bpf->mode(), Mode::kBpf);
+
+  const pid_t sleeper = SpawnIn(idle.path(), [] {
+    for (;;) pause();
+  });
+  perf->EndRound();
+  bpf->EndRound();
+  const auto perf0 = perf->Latest();
+  const auto bpf0 = bpf->Latest();
+  const uint64_t usage0 = UsageUsec(busy.path());
+
+  const pid_t spinner = SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 1s); });
+  WaitExit(spinner);
+  const PingPongResult pp = PingPong(pingpong.path(), 10000);
+  const uint64_t usage1 = UsageUsec(busy.path());
+  perf->EndRound();
+  bpf->EndRound();
+  kill(sleeper, SIGKILL);
+  waitpid(sleeper, nullptr, 0);
+  const auto perf1 = perf->Latest();
+  const auto bpf1 = bpf->Latest();
+
+  const auto delta = [](const std::shared_ptr<const CgroupSnapshot>& a,
+                        const std::shared_ptr<const CgroupSnapshot>& b, const std::string& path,
+                        const std::string& event) {
+    return Count(*b, path, event) - Count(*a, path, event);
+  };
+  const std::string b = "/" + top + "/busy", p = "/" + top + "/pingpong", i = "/" + top + "/idle",
+                    t = "/" + top;
+  const double cpu_stat_ns = static_cast<double>(usage1 - usage0) * 1000.0;
+  for (const auto& [name, before, after] :
+       {std::tuple{"perf", perf0, perf1}, std::tuple{"bpf", bpf0, bpf1}}) {
+    SCOPED_TRACE(name);
+    const double busy_ns = delta(before, after, b, "cpu-clock");
+    const double pp_switches = delta(before, after, p, "context-switches");
+    const double idle_ns = delta(before, after, i, "cpu-clock");
+    std::printf(
+        "%s: busy cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%); ping-pong switches "
+        "%.0f vs /proc %llu (%+.3f%%); idle cpu-clock %.0f ns\n",
+        name, busy_ns, cpu_stat_ns, 100 * (busy_ns / cpu_stat_ns - 1), pp_switches,
+        static_cast<unsigned long long>(pp.switches),
+        100 * (pp_switches / static_cast<double>(pp.switches) - 1), idle_ns);
+    EXPECT_NEAR(busy_ns, cpu_stat_ns, 0.02 * cpu_stat_ns);
+    EXPECT_GT(busy_ns, 0.9e9);
+    EXPECT_NEAR(pp_switches, static_cast<double>(pp.switches),
+                0.02 * static_cast<double>(pp.switches));
+    EXPECT_GT(pp.switches, 10000u);
+    EXPECT_LT(idle_ns, 0.005 * busy_ns);
+    for (const char* event : {"cpu-clock", "task-clock", "context-switches", "page-faults"}) {
+      const double children = delta(before, after, b, event) + delta(before, after, p, event) +
+                              delta(before, after, i, event);
+      EXPECT_GE(delta(before, after, t, event), children * (1 - 1e-12)) << event;
+    }
+  }
+  for (const std::string& path : {b, p, t}) {
+    for (const char* event : {"cpu-clock", "task-clock", "context-switches"}) {
+      const double in_perf = delta(perf0, perf1, path, event);
+      const double in_bpf = delta(bpf0, bpf1, path, event);
+      if (in_perf < 1000) continue;  // a handful of switches: 1% is below one
+      std::printf("%s %s: perf %.0f bpf %.0f (%+.3f%%)\n", path.c_str(), event, in_perf, in_bpf,
+                  100 * (in_bpf / in_perf - 1));
+      EXPECT_NEAR(in_bpf, in_perf, 0.01 * in_perf) << path << " " << event;
+    }
+  }
+}
+
+class LifecycleTest : public AttributionTest,
+                      public ::testing::WithParamInterface<config::CgroupMode> {};
+
+TEST_P(LifecycleTest, CgroupsAppearGoAwayAndRestartAtZero) {
+  if (GetParam() == config::CgroupMode::kBpf && !BpfUnavailableReason().empty()) {
+    GTEST_SKIP() << "bpf mode unavailable: " << BpfUnavailableReason();
+  }
+  const std::string top = "pmu-attr-life-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  config::Config c = ConfigFor(GetParam(), top);
+  c.cgroups.rescan = 100ms;
+  c.cgroups.max = 3;
+  testing::LogCapture log;
+  auto attribution = Make(c);
+  ASSERT_TRUE(attribution);
+  const std::string a = "/" + top + "/a";
+  const auto round = [&] {
+    std::this_thread::sleep_for(120ms);  // one rescan period
+    attribution->EndRound();
+    return attribution->Latest();
+  };
+  EXPECT_EQ(Count(*attribution->Latest(), a, "cpu-clock"), -1);
+  double first = 0;
+  {
+    ScopedCgroup cg(root_ + a);
+    EXPECT_EQ(Count(*round(), a, "cpu-clock"), 0);  // appears within one rescan
+    WaitExit(SpawnIn(cg.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
+    first = Count(*round(), a, "cpu-clock");
+    EXPECT_GT(first, 150e6);
+  }
+  EXPECT_EQ(Count(*round(), a, "cpu-clock"), -1);  // removed: its series go away
+  {
+    ScopedCgroup again(root_ + a);
+    const auto s = round();
+    EXPECT_GE(Count(*s, a, "cpu-clock"), 0);
+    EXPECT_LT(Count(*s, a, "cpu-clock"), first / 10);  // a new series, not a jump
+    // Over max: "/top", a, b, c match; three are counted, one reported.
+    ScopedCgroup b(root_ + "/" + top + "/b");
+    ScopedCgroup d(root_ + "/" + top + "/c");
+    round();
+    const auto over = round();
+    EXPECT_EQ(over->matched, 4u);
+    EXPECT_EQ(over->cgroups.size(), 3u);
+    metrics::FamilyCollector out;
+    attribution->Families()->Write(metrics::ExportSnapshot{}, out);
+    EXPECT_EQ(out.Value("pmu_cgroup_not_counted"), 1);
+  }
+  EXPECT_EQ(log.Count("cgroups match; counting the first"), 1u) << log.Text();
+  EXPECT_EQ(log.Count("error|"), 0u) << log.Text();
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LifecycleTest,
+                         ::testing::Values(config::CgroupMode::kPerf, config::CgroupMode::kBpf),
+                         [](const ::testing::TestParamInfo<config::CgroupMode>& mode) {
+                           return std::string(ToString(mode.param));
+                         });
+
+TEST_F(AttributionTest, ServiceExportsCgroupFamiliesAndCountsThemInTheGuard) {
+  const std::string top = "pmu-attr-svc-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  ScopedCgroup child(parent.path() + "/child.service");
+  config::Config c = ConfigFor(config::CgroupMode::kAuto, top);
+  c.exporter.listen.port = 0;
+  {
+    daemon::Service service(c);
+    service.Start();
+    const std::string text = service.RenderMetrics();
+    EXPECT_NE(text.find("pmu_cgroup_events_total{cgroup=\"/" + top +
+                        "/child.service\",event=\"cpu-clock\"}"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(
+        text.find("pmu_cgroup_info{cgroup=\"/" + top +
+                  "/child.service\",unit=\"child.service\",pod_uid=\"\",container_id=\"\"} 1"),
+        std::string::npos);
+    const std::string mode = BpfUnavailableReason().empty() ? "bpf" : "perf";
+    EXPECT_NE(text.find("pmu_cgroup_attribution_mode{mode=\"" + mode + "\"} 1"), std::string::npos);
+    service.Stop();
+  }
+  // max cgroups x 4 events x 3 families: over a small max_series.
+  c.exporter.max_series = 5000;
+  daemon::Service refused(c);
+  try {
+    refused.Start();
+    ADD_FAILURE() << "a configuration over max_series started";
+  } catch (const metrics::CardinalityError& e) {
+    EXPECT_NE(std::string(e.what()).find("pmu_cgroup_events_total = 4000"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(AttributionTest, PerfModeRefusesOverItsFdBudgetWithTheNumbers) {
+  const std::string top = "pmu-attr-fd-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  config::Config c = ConfigFor(config::CgroupMode::kPerf, top);
+  c.cgroups.max = 100000;
+  rlimit saved{};
+  getrlimit(RLIMIT_NOFILE, &saved);
+  rlimit low = saved;
+  low.rlim_cur = 4096;
+  low.rlim_max = 4096;  // restored below (root may raise it again)
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  try {
+    Make(c);
+    ADD_FAILURE() << "perf mode accepted more fds than RLIMIT_NOFILE";
+  } catch (const std::runtime_error& e) {
+    const std::string expected = "needs up to " + std::to_string(100000 * cpus_.size() * 4) +
+                                 " file descriptors (max 100000 cgroups x " +
+                                 std::to_string(cpus_.size()) + " CPUs x 4 events)";
+    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  }
+  setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+}  // namespace
+}  // namespace pmu::attribution
