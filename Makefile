@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test stress bench bench-rseq bench-web hw-check package clean
+.PHONY: all deps configure build run test stress bench bench-rseq bench-web bench-cgroups hw-check package clean
 
 all: build
 
@@ -49,6 +49,13 @@ bench-rseq: build
 bench: build
 	@scripts/install-deps.sh wrk prometheus-node-exporter
 	python3 bench/run_bench.py --build $(BUILD)
+	python3 bench/cgroups/run_cgroup_bench.py --build $(BUILD) || test $$? -eq 77
+
+# [cgroups] attribution at 10, 100 and 1000 cgroups in perf and bpf mode:
+# fds, daemon CPU, scrape time (needs root and cgroup v2; about 2 minutes).
+# Writes bench/results/cgroups.{md,json}.
+bench-cgroups: build
+	python3 bench/cgroups/run_cgroup_bench.py --build $(BUILD)
 
 # The endpoint under attack (issue 11; about 5 minutes): slowloris and
 # half-open TLS handshakes (512 and 1000 connections at 1 byte/s) and a
