@@ -83,7 +83,8 @@ INSTANTIATE_TEST_SUITE_P(Syntax, BadConfigTest, testing::ValuesIn(SyntaxCases())
 std::vector<BadCase> UnknownKeyCases() {
   return {
       {"RootNoSuggestion", "\nfoo = 1\n", 2, 1, "foo",
-       "unknown key 'foo' (known keys: exporter, sampling, log, stats, web, events, derived)"},
+       "unknown key 'foo' (known keys: exporter, sampling, log, stats, web, events, derived, "
+       "cgroups)"},
       {"RootEventsTypo", "[[event]]\nname = \"a\"\n", 1, 3, "event",
        "unknown key 'event' (did you mean 'events'?)"},
       {"RootTableTypo", "[sampleing]\n", 1, 2, "sampleing", "(did you mean 'sampling'?)"},
