@@ -71,8 +71,10 @@ void Service::Build(const config::Config& config, sampling::Pipeline* previous,
     options.other_fds = fresh->open_fds() + static_cast<size_t>(config.web.max_connections) + 256;
     options.sys = &sys_;
     attributed = attribution::CgroupAttribution::Create(config, fresh->plan(), options);
-    if (attributed) fresh->AddObserver(attributed.get());
-    extra.push_back(attribution::EstimateCgroupFamilies(config, fresh->plan()));
+    if (attributed) {
+      fresh->AddObserver(attributed.get());
+      extra.push_back(attribution::EstimateCgroupFamilies(config, fresh->plan()));
+    }
   }
   fresh->SampleNow();  // the first reading; primes the /proc/stat-based metrics
   const auto first = fresh->latest();
