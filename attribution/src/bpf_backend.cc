@@ -2,8 +2,10 @@
 // bpf/cgroup_attr.bpf.c on sched_switch, and per-cgroup slots in its maps.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -124,7 +126,7 @@ class BpfBackend final : public Backend {
       *error = "cannot attach to cgroup_attach_task: " + Errno(errno);
       return false;
     }
-    for (size_t s = slots_; s > 0; --s) free_.push_back(s - 1);
+    for (size_t s = slots_; s > 0; --s) free_.push_back(s - 1);  // lowest on top
     values_.resize(slots_ * attrs_.size() * nr_cpus_);
     return true;
   }
@@ -166,7 +168,10 @@ class BpfBackend final : public Backend {
   }
 
   void Refresh() override {
-    free_.insert(free_.end(), released_.begin(), released_.end());
+    if (!released_.empty()) {
+      free_.insert(free_.end(), released_.begin(), released_.end());
+      std::sort(free_.begin(), free_.end(), std::greater<>());  // lowest on top
+    }
     released_ = std::move(quarantine_);
     quarantine_.clear();
     // Attribute what each CPU's current task ran since its last switch.
@@ -197,10 +202,15 @@ class BpfBackend final : public Backend {
   size_t open_fds() const override { return counter_fds_.size() + 6 + 3 + 2; }
 
  private:
-  // Every entry of `counts` into values_: in batches, else one by one.
+  // The entries of `counts` up to the highest slot in use into values_: in
+  // one batch, else one by one. Slots are handed out lowest first, so the
+  // copy is as large as the cgroups counted, not as [cgroups] max.
   void ReadCounts() {
     const int fd = bpf_map__fd(skel_->maps.counts);
-    const size_t entries = slots_ * attrs_.size();
+    size_t used = 0;
+    for (const auto& [id, slot] : slot_of_) used = std::max(used, slot + 1);
+    const size_t entries = used * attrs_.size();
+    if (entries == 0) return;
     if (batch_) {
       std::vector<__u32> keys(entries);
       __u32 out_batch = 0;

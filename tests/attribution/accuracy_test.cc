@@ -118,8 +118,21 @@ struct PingPongResult {
   uint64_t switches = 0;  // both tasks, from /proc/<pid>/status
 };
 
-// Two processes in `cgroup` bouncing a byte `rounds` times over pipes.
-PingPongResult PingPong(const std::string& cgroup, int rounds) {
+// Spins for `cpu_time` of the calling thread's CPU time.
+void SpinFor(std::chrono::nanoseconds cpu_time) {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  const int64_t until = ts.tv_sec * 1'000'000'000LL + ts.tv_nsec + cpu_time.count();
+  do {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  } while (ts.tv_sec * 1'000'000'000LL + ts.tv_nsec < until);
+}
+
+// Two processes in `cgroup` bouncing a byte `rounds` times over pipes, each
+// working `work` per message (a request/response server: with no work at
+// all the ~0.5 us per switch by which the two modes place a cgroup switch
+// differently is 1.3% of the cgroup's cpu-clock; docs/ATTRIBUTION.md).
+PingPongResult PingPong(const std::string& cgroup, int rounds, std::chrono::nanoseconds work) {
   int ping[2], pong[2], result[2];
   if (pipe(ping) != 0 || pipe(pong) != 0 || pipe(result) != 0) ADD_FAILURE() << "pipe";
   const auto player = [&](int in, int out, bool serve) {
@@ -129,6 +142,7 @@ PingPongResult PingPong(const std::string& cgroup, int rounds) {
       for (int i = 0; i < rounds; ++i) {
         if (serve && write(out, &byte, 1) != 1) _exit(4);
         if (read(in, &byte, 1) != 1) _exit(5);
+        SpinFor(work);
         if (!serve && write(out, &byte, 1) != 1) _exit(4);
       }
       const uint64_t used = OwnContextSwitches() - start;
@@ -237,8 +251,10 @@ TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
 
   const pid_t spinner = SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 1s); });
   WaitExit(spinner);
-  const PingPongResult pp = PingPong(pingpong.path(), 10000);
+  const uint64_t pp_usage0 = UsageUsec(pingpong.path());
+  const PingPongResult pp = PingPong(pingpong.path(), 10000, 50us);
   const uint64_t usage1 = UsageUsec(busy.path());
+  const double pp_cpu_stat_ns = static_cast<double>(UsageUsec(pingpong.path()) - pp_usage0) * 1e3;
   perf->EndRound();
   bpf->EndRound();
   kill(sleeper, SIGKILL);
@@ -272,6 +288,9 @@ TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
                 0.02 * static_cast<double>(pp.switches));
     EXPECT_GT(pp.switches, 10000u);
     EXPECT_LT(idle_ns, 0.005 * busy_ns);
+    const double pp_ns = delta(before, after, p, "cpu-clock");
+    std::printf("%s: ping-pong cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%)\n", name, pp_ns,
+                pp_cpu_stat_ns, 100 * (pp_ns / pp_cpu_stat_ns - 1));
     for (const char* event : {"cpu-clock", "task-clock", "context-switches", "page-faults"}) {
       const double children = delta(before, after, b, event) + delta(before, after, p, event) +
                               delta(before, after, i, event);
