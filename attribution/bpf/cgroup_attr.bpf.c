@@ -11,19 +11,21 @@
 // another cgroup while running would otherwise carry the time of the tasks
 // before it into its new cgroup; a task that moves itself
 // (tp_btf/cgroup_attach_task in its own context, as systemd's and the
-// container runtimes' children do) is a switch at that moment. `flush` does the same for the interval up
-// to now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
+// container runtimes' children do) is a switch at that moment. `flush` does the same for the
+// interval up to now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
 // BPF_F_TEST_RUN_ON_CPU) before it reads `counts`, so a task that has run
 // since its last switch is not missing from the reading.
 //
 // `counts` is a per-CPU array of cumulative readings at slot * nr_events +
 // event. A per-CPU entry is only ever written on its CPU with preemption
 // off (tracepoint, or the test-run IPI), so plain additions are exact.
+// vmlinux.h defines the types the libbpf headers use: keep it first.
+// clang-format off
 #include "vmlinux.h"
-
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+// clang-format on
 
 #define PMU_MAX_EVENTS 8
 #define PMU_MAX_LEVELS 16
@@ -60,7 +62,7 @@ struct {
 // The cgroup each CPU last switched to (pointer and id: the id tells a
 // cgroup freed since from the one remembered).
 struct pmu_running {
-  struct cgroup *cgrp;
+  struct cgroup* cgrp;
   __u64 id;
 };
 
@@ -85,23 +87,23 @@ struct {
   __type(value, struct pmu_reading);
 } counts SEC(".maps");
 
-static __always_inline struct cgroup *task_cgroup(struct task_struct *task) {
+static __always_inline struct cgroup* task_cgroup(struct task_struct* task) {
   return BPF_CORE_READ(task, cgroups, dfl_cgrp);
 }
 
 // Adds the counters' deltas since this CPU's last reading to `cgrp` (whose
 // id was `id`; null: to no cgroup) and its tracked ancestors.
-static __always_inline void account(struct cgroup *cgrp, __u64 id) {
+static __always_inline void account(struct cgroup* cgrp, __u64 id) {
   __u32 slots[PMU_MAX_LEVELS];
   __u32 nslots = 0;
-  struct cgroup *c = cgrp;
+  struct cgroup* c = cgrp;
   if (c && BPF_CORE_READ(c, kn, id) != id) c = 0;  // freed since
   for (int level = 0; level < PMU_MAX_LEVELS && c; level++) {
     __u64 id = BPF_CORE_READ(c, kn, id);
-    __u32 *slot = bpf_map_lookup_elem(&tracked, &id);
+    __u32* slot = bpf_map_lookup_elem(&tracked, &id);
     if (slot && nslots < PMU_MAX_LEVELS) slots[nslots++] = *slot;
     // `self` is the first member of struct cgroup: a parent css is its cgroup.
-    c = (struct cgroup *)BPF_CORE_READ(c, self.parent);
+    c = (struct cgroup*)BPF_CORE_READ(c, self.parent);
   }
   // The deltas of every event first, then one pass over the slots: keeps
   // the verifier's walk short.
@@ -112,7 +114,7 @@ static __always_inline void account(struct cgroup *cgrp, __u64 id) {
     struct bpf_perf_event_value now = {};
     if (bpf_perf_event_read_value(&counters, e * nr_cpus + cpu, &now, sizeof(now)) != 0) continue;
     __u32 key = e;
-    struct pmu_last *prev = bpf_map_lookup_elem(&last, &key);
+    struct pmu_last* prev = bpf_map_lookup_elem(&last, &key);
     if (!prev) continue;
     if (prev->valid) {
       delta[e].counter = now.counter - prev->counter;
@@ -127,7 +129,7 @@ static __always_inline void account(struct cgroup *cgrp, __u64 id) {
   for (__u32 i = 0; i < nslots && i < PMU_MAX_LEVELS; i++) {
     for (__u32 e = 0; e < events; e++) {
       __u32 at = slots[i] * events + e;
-      struct pmu_reading *sum = bpf_map_lookup_elem(&counts, &at);
+      struct pmu_reading* sum = bpf_map_lookup_elem(&counts, &at);
       if (!sum) continue;
       sum->counter += delta[e].counter;
       sum->enabled += delta[e].enabled;
@@ -139,9 +141,9 @@ static __always_inline void account(struct cgroup *cgrp, __u64 id) {
 // Attributes the interval since the last reading to the remembered cgroup
 // and remembers `to`, unless `to` is the remembered cgroup already (then its
 // share keeps accumulating), or `always`.
-static __always_inline void switch_to(struct cgroup *to, bool always) {
+static __always_inline void switch_to(struct cgroup* to, bool always) {
   __u32 zero = 0;
-  struct pmu_running *run = bpf_map_lookup_elem(&running, &zero);
+  struct pmu_running* run = bpf_map_lookup_elem(&running, &zero);
   if (!run) return;
   if (run->cgrp == to && !always) return;
   account(run->cgrp, run->id);
@@ -150,13 +152,13 @@ static __always_inline void switch_to(struct cgroup *to, bool always) {
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(pmu_on_switch, bool preempt, struct task_struct *prev, struct task_struct *next) {
+int BPF_PROG(pmu_on_switch, bool preempt, struct task_struct* prev, struct task_struct* next) {
   switch_to(task_cgroup(next), false);
   return 0;
 }
 
 SEC("tp_btf/cgroup_attach_task")
-int BPF_PROG(pmu_on_attach, struct cgroup *dst, const char *path, struct task_struct *task,
+int BPF_PROG(pmu_on_attach, struct cgroup* dst, const char* path, struct task_struct* task,
              bool threadgroup) {
   // Only a task that moved itself runs here; another CPU's task is seen at
   // its next switch.
@@ -166,8 +168,8 @@ int BPF_PROG(pmu_on_attach, struct cgroup *dst, const char *path, struct task_st
 }
 
 SEC("raw_tp")
-int pmu_flush(void *ctx) {
-  switch_to(task_cgroup((struct task_struct *)bpf_get_current_task()), true);
+int pmu_flush(void* ctx) {
+  switch_to(task_cgroup((struct task_struct*)bpf_get_current_task()), true);
   return 0;
 }
 
