@@ -294,7 +294,9 @@ TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
     for (const char* event : {"cpu-clock", "task-clock", "context-switches", "page-faults"}) {
       const double children = delta(before, after, b, event) + delta(before, after, p, event) +
                               delta(before, after, i, event);
-      EXPECT_GE(delta(before, after, t, event), children * (1 - 1e-12)) << event;
+      // perf mode reads the parent's and the children's counters a few
+      // microseconds apart: 0.01% of slack.
+      EXPECT_GE(delta(before, after, t, event), children * (1 - 1e-4)) << event;
     }
   }
   for (const std::string& path : {b, p, t}) {
