@@ -167,10 +167,16 @@ ProcStat ParseProcStat(const std::string& root, long ticks_per_second) {
   const std::string path = UnderRoot(root, "/proc/stat");
   const std::optional<std::string> text = ReadSource(path, result);
   if (!text) return result;
+  return ParseProcStatText(*text, path, ticks_per_second);
+}
+
+ProcStat ParseProcStatText(std::string_view text, const std::string& path, long ticks_per_second) {
+  ProcStat result;
+  result.present = true;
   const double tick = 1.0 / static_cast<double>(ticks_per_second);
   std::vector<uint64_t> values;
-  ForEachRow(*text, [&](size_t line, std::string_view /*content*/,
-                        const std::vector<std::string_view>& fields) {
+  ForEachRow(text, [&](size_t line, std::string_view /*content*/,
+                       const std::vector<std::string_view>& fields) {
     if (fields[0] == "ctxt") {
       const std::optional<uint64_t> ctxt = KeyedCount(fields);
       if (ctxt) {

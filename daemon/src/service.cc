@@ -138,6 +138,21 @@ std::string Service::RenderMetrics() const {
   return latest ? metrics::RenderText(*latest) : std::string();
 }
 
+std::shared_ptr<metrics::Rendered> Service::Rendering() {
+  {
+    // A scrape drains the rings when the snapshot is older than an interval
+    // (the aggregator otherwise drains only every DrainPeriod()).
+    std::shared_lock lock(pipeline_mutex_);
+    if (pipeline_) pipeline_->Fresh(kScrapeRoundWait);
+  }
+  auto latest = Latest();
+  std::lock_guard lock(render_mutex_);
+  if (!rendered_ || rendered_->snapshot() != latest) {
+    rendered_ = std::make_shared<metrics::Rendered>(std::move(latest), rendered_size_);
+  }
+  return rendered_;
+}
+
 std::string Service::url() const {
   const auto& l = config_.exporter.listen;
   std::string host = l.ipv6 ? "[" + l.host + "]" : l.host;
@@ -169,7 +184,16 @@ std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int
   auto handler = [this, metrics_path](const web::HttpRequest& request) {
     web::HttpResponse response;
     if (request.path == metrics_path) {
-      response.body = RenderMetrics();
+      // One rendering (and one gzip copy) per snapshot, shared by every request.
+      auto rendered = Rendering();
+      response.shared_body = rendered->Text();
+      rendered_size_ = response.shared_body->size();
+      response.gzip_body = [rendered] {
+        return rendered->Compressed([](const std::string& text) {
+          auto zipped = web::GzipCompress(text);
+          return zipped ? std::move(*zipped) : std::string();
+        });
+      };
     } else if (request.path == "/") {
       response.content_type = "text/html; charset=utf-8";
       response.body = MetricsPageHtml(metrics_path);

@@ -12,6 +12,7 @@
 
 #include "pmu/metrics/build_info.h"
 #include "pmu/metrics/derived.h"
+#include "pmu/metrics/rendered.h"
 
 namespace pmu::metrics {
 namespace {
@@ -457,9 +458,7 @@ const Registry& StandardRegistry() {
 
 std::string RenderText(const ExportSnapshot& snapshot) {
   std::string out;
-  TextWriter writer(out);
-  StandardRegistry().Write(snapshot, writer);
-  for (const auto& source : snapshot.extra) source->Write(snapshot, writer);
+  RenderTextInto(snapshot, out);
   return out;
 }
 

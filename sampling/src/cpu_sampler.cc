@@ -283,10 +283,13 @@ void CpuSampler::Tick(uint64_t slot) {
     Push(s);
   }
   const double seconds = static_cast<double>(collectors::MonotonicNanos() - start) * 1e-9;
-  std::lock_guard lock(stats_mutex_);
-  ++stats_.ticks;
-  stats_.path = last;
-  stats_.read_duration.Observe(seconds);
+  {
+    std::lock_guard lock(stats_mutex_);
+    ++stats_.ticks;
+    stats_.path = last;
+    stats_.read_duration.Observe(seconds);
+  }
+  if (options_.after_tick) options_.after_tick(cpu(), slot);
 }
 
 CpuSampler::Stats CpuSampler::stats() const {

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <stdexcept>
 
 #include "pmu/collectors/topology.h"
@@ -33,6 +35,7 @@ KernelStatsReader::KernelStatsReader(config::StatsConfig config, std::string roo
                                      std::vector<int> cpus, long ticks_per_second)
     : config_(config),
       root_(std::move(root)),
+      proc_stat_file_(root_.substr(0, root_.find_last_not_of('/') + 1) + "/proc/stat"),
       cpus_(std::move(cpus)),
       ticks_per_second_(ticks_per_second > 0 ? ticks_per_second : 100) {
   std::sort(cpus_.begin(), cpus_.end());
@@ -104,12 +107,26 @@ void KernelStatsReader::Note(StatsSource source, bool present, bool available,
   out.sources[index] = {true, available, parse_errors_[index]};
 }
 
+collectors::ProcStat KernelStatsReader::ReadProcStat() {
+  std::string_view text;
+  int error = 0;
+  if (proc_stat_file_.Read(&text, &error)) {
+    return collectors::ParseProcStatText(text, proc_stat_file_.path(), ticks_per_second_);
+  }
+  collectors::ProcStat missing;
+  if (error != ENOENT && error != ENOTDIR) {
+    missing.diagnostics.push_back(proc_stat_file_.path() +
+                                  ":0: cannot read: " + std::strerror(error));
+  }
+  return missing;
+}
+
 KernelStats KernelStatsReader::Read(bool want_proc_stat,
                                     std::optional<collectors::ProcStat>* proc_stat) {
   KernelStats out;
   out.ticks_per_second = ticks_per_second_;
   if (config_.proc_stat || want_proc_stat) {
-    collectors::ProcStat stat = collectors::ParseProcStat(root_, ticks_per_second_);
+    collectors::ProcStat stat = ReadProcStat();
     if (config_.proc_stat) {
       for (const collectors::CpuTimes& times : stat.cpus) {
         if (!Selected(times.cpu)) continue;

@@ -1,10 +1,14 @@
 #include "pmu/sampling/pipeline.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <bit>
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 #include <tuple>
@@ -98,9 +102,26 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
     stats_->TakeStateFrom(*previous->stats_);
   }
 
-  // Room for a few ticks of every group between two drains.
+  // The aggregator drains every kDrainTicks intervals at least: the rings
+  // hold twice that many ticks of every group.
+  const auto interval =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(config.sampling.interval);
+  drain_period_ = std::clamp<std::chrono::nanoseconds>(interval * static_cast<int64_t>(kDrainTicks),
+                                                       interval, kMaxDrainPeriod);
+  const auto drain_ticks = static_cast<size_t>(drain_period_ / interval) + 1;
   const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);
-  ring_ = std::make_unique<SampleRing>(slots, std::bit_ceil(std::max<size_t>(64, per_tick * 8)));
+  ring_ = std::make_unique<SampleRing>(
+      slots, std::bit_ceil(std::max<size_t>(64, per_tick * drain_ticks * 2)));
+  proc_stat_every_ = static_cast<uint64_t>(std::max<int64_t>(
+      1, (std::chrono::nanoseconds(kProcStatResolution) + interval - std::chrono::nanoseconds(1)) /
+             interval));
+  proc_stat_file_ = std::make_unique<HeldFile>(
+      options_.root.substr(0, options_.root.find_last_not_of('/') + 1) + "/proc/stat");
+  options_.sampler.after_tick = [this](int cpu, uint64_t slot) { TapProcStat(cpu, slot); };
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) {
+    throw std::runtime_error(std::string("eventfd for the aggregator: ") + std::strerror(errno));
+  }
 
   // A reload whose plan opens the same fds keeps them open: the stopped
   // samplers of `previous` share their counters with the new ones, which
@@ -136,13 +157,34 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
 
 Pipeline::~Pipeline() {
   Stop();
-  std::lock_guard lock(mutex_);
-  samplers_.clear();  // closes every perf fd
+  {
+    std::lock_guard lock(mutex_);
+    samplers_.clear();  // closes every perf fd
+  }
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
 void Pipeline::AddObserver(RoundObserver* observer) {
   observers_.push_back(observer);
   aggregator_->AddObserver(observer);
+  want_proc_stat_ = want_proc_stat_ || observer->NeedsProcStat();
+}
+
+void Pipeline::TapProcStat(int cpu, uint64_t slot) {
+  if (!want_proc_stat_ || cpu != proc_stat_cpu_.load(std::memory_order_relaxed) ||
+      slot % proc_stat_every_ != 0) {
+    return;
+  }
+  const int64_t now = collectors::MonotonicNanos();
+  std::string_view text;
+  int error = 0;
+  std::lock_guard lock(proc_stat_mutex_);
+  collectors::ProcStat stat;
+  if (proc_stat_file_->Read(&text, &error)) {
+    stat = collectors::ParseProcStatText(text, proc_stat_file_->path());
+  }
+  if (proc_stat_queue_.size() >= kMaxQueuedProcStat) proc_stat_queue_.pop_front();
+  proc_stat_queue_.emplace_back(std::move(stat), now);
 }
 
 std::vector<int> Pipeline::WantedCpus() const {
@@ -182,6 +224,7 @@ bool Pipeline::StartCpu(int cpu, bool start_thread, std::shared_ptr<collectors::
   if (start_thread) sampler->Start();
   std::lock_guard lock(mutex_);
   samplers_[cpu] = std::move(sampler);
+  proc_stat_cpu_ = samplers_.begin()->first;
   return true;
 }
 
@@ -193,6 +236,7 @@ void Pipeline::StopCpu(int cpu) {
     if (it == samplers_.end()) return;
     sampler = std::move(it->second);
     samplers_.erase(it);
+    proc_stat_cpu_ = samplers_.empty() ? -1 : samplers_.begin()->first;
   }
   // One last reading: the fds of an offline CPU still hold its final counts.
   if (running_) {
@@ -213,7 +257,7 @@ void Pipeline::SampleNow() {
     std::lock_guard lock(mutex_);
     for (auto& [cpu, sampler] : samplers_) sampler->Tick(manual_slot_);
   }
-  Round();
+  Round(/*check_hotplug=*/true);
 }
 
 void Pipeline::Start() {
@@ -223,24 +267,77 @@ void Pipeline::Start() {
     for (auto& [cpu, sampler] : samplers_) sampler->Start();
   }
   running_ = true;
-  aggregator_loop_.Reset();
+  stop_ = false;
+  if (!uevents_) {
+    uevents_ = std::make_unique<CpuUevents>();
+    if (uevents_->fd() < 0) {
+      spdlog::info("CPU hotplug: no kernel uevents ({}); the online CPU list is read every {} s",
+                   uevents_->error(), kHotplugSafetyPoll.count());
+    }
+  }
+  last_hotplug_check_ns_ = collectors::MonotonicNanos();
+  aggregator_due_ns_ = last_hotplug_check_ns_ + drain_period_.count() + options_.heartbeat.count();
   aggregator_thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "pmu-aggregator");
-    aggregator_loop_.Run(config_.sampling.interval, options_.heartbeat, options_.sampler.epoch_ns,
-                         [this](uint64_t) { Round(); });
+    AggregatorMain();
   });
+  std::lock_guard lock(mutex_);
+  aggregating_ = true;
+}
+
+void Pipeline::Wake() {
+  const uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0 && errno != EAGAIN) {
+    spdlog::debug("cannot wake the aggregator: {}", std::strerror(errno));
+  }
+}
+
+void Pipeline::AggregatorMain() {
+  const int64_t period = drain_period_.count();
+  const int64_t slack = options_.heartbeat.count();
+  int64_t next = collectors::MonotonicNanos() + period;
+  while (!stop_.load()) {
+    const int64_t now = collectors::MonotonicNanos();
+    aggregator_due_ns_ = next + slack;
+    pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {uevents_->fd(), POLLIN, 0}};
+    const int timeout_ms =
+        static_cast<int>(std::max<int64_t>(0, (next - now + 999'999) / 1'000'000));
+    const int n = poll(fds, uevents_->fd() >= 0 ? 2 : 1, timeout_ms);
+    if (stop_.load()) break;
+    aggregator_due_ns_ = collectors::MonotonicNanos() + slack;  // inside a round
+    if (n > 0 && (fds[0].revents & POLLIN)) {
+      uint64_t count = 0;
+      (void)!read(wake_fd_, &count, sizeof(count));
+    }
+    bool hotplug = n > 0 && (fds[1].revents & POLLIN) && uevents_->DrainCpuEvents();
+    const int64_t woke = collectors::MonotonicNanos();
+    hotplug = hotplug ||
+              woke - last_hotplug_check_ns_ >= std::chrono::nanoseconds(kHotplugSafetyPoll).count();
+    const bool wanted = round_wanted_.exchange(false);
+    if (woke < next && !wanted && !hotplug) continue;  // a uevent of no interest
+    Round(hotplug);
+    next = collectors::MonotonicNanos() + period;  // at least every period since the last
+  }
 }
 
 void Pipeline::Stop(bool final_reading) {
-  aggregator_loop_.RequestStop();
-  if (aggregator_thread_.joinable()) aggregator_thread_.join();
+  stop_ = true;
+  {
+    std::lock_guard lock(mutex_);
+    aggregating_ = false;
+  }
+  round_cv_.notify_all();
+  if (aggregator_thread_.joinable()) {
+    Wake();
+    aggregator_thread_.join();
+  }
   const bool was_running = running_;
   {
     std::lock_guard lock(mutex_);
     for (auto& [cpu, sampler] : samplers_) sampler->Stop(final_reading && was_running);
   }
   running_ = false;
-  if (final_reading && was_running) Round();
+  if (final_reading && was_running) Round(/*check_hotplug=*/false);
 }
 
 void Pipeline::Drain() {
@@ -313,31 +410,70 @@ void Pipeline::FollowPmuCpus() {
   }
 }
 
-void Pipeline::Round() {
-  CheckHotplug();
+void Pipeline::Round(bool check_hotplug) {
+  if (check_hotplug) {
+    last_hotplug_check_ns_ = collectors::MonotonicNanos();
+    CheckHotplug();
+  }
   Drain();
-  bool want_proc_stat = false;
-  for (const RoundObserver* o : observers_) want_proc_stat = want_proc_stat || o->NeedsProcStat();
-  std::optional<collectors::ProcStat> proc_stat;
+  // /proc/stat for the observers: the readings the tap took, in order; a
+  // synchronous round (no sampler threads) takes its own.
+  std::deque<std::pair<collectors::ProcStat, int64_t>> proc_stats;
+  if (want_proc_stat_) {
+    std::lock_guard lock(proc_stat_mutex_);
+    proc_stats.swap(proc_stat_queue_);
+  }
+  if (want_proc_stat_ && !running_) {
+    proc_stats.emplace_back(stats_->ReadProcStat(), collectors::MonotonicNanos());
+  }
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->kernel = stats_->Read(want_proc_stat, want_proc_stat ? &proc_stat : nullptr);
+  snapshot->kernel = stats_->Read(/*want_proc_stat=*/false, nullptr);
   const int64_t now = collectors::MonotonicNanos();
   for (RoundObserver* o : observers_) {
-    if (proc_stat && o->NeedsProcStat()) o->OnProcStat(*proc_stat, now);
+    if (o->NeedsProcStat()) {
+      for (const auto& [stat, taken_ns] : proc_stats) o->OnProcStat(stat, taken_ns);
+    }
     o->EndRound();
   }
   AggregateSnapshot counters = aggregator_->TakeSnapshot();
-  snapshot->round = ++round_;
   snapshot->taken_ns = now;
   snapshot->plan = std::move(counters.plan);
   snapshot->counters = std::move(counters.cpus);
   snapshot->pipeline = CollectStats();
-  std::shared_ptr<const Snapshot> published = std::move(snapshot);
+  std::shared_ptr<const Snapshot> published;
   {
     std::lock_guard lock(mutex_);
+    snapshot->round = ++round_;
+    published = std::move(snapshot);
     latest_ = published;
   }
   if (publisher_) publisher_(std::move(published));
+  {
+    // Fresh() returns once the publisher has the snapshot too.
+    std::lock_guard lock(mutex_);
+    ++published_;
+  }
+  round_cv_.notify_all();
+}
+
+uint64_t Pipeline::rounds() const {
+  std::lock_guard lock(mutex_);
+  return round_;
+}
+
+std::shared_ptr<const Snapshot> Pipeline::Fresh(std::chrono::nanoseconds wait) {
+  const auto max_age =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(config_.sampling.interval);
+  std::unique_lock lock(mutex_);
+  const int64_t now = collectors::MonotonicNanos();
+  if (!aggregating_ || (latest_ && now - latest_->taken_ns < max_age.count())) {
+    return latest_;
+  }
+  const uint64_t before = published_;
+  round_wanted_ = true;
+  Wake();
+  round_cv_.wait_for(lock, wait, [&] { return published_ != before || !aggregating_; });
+  return latest_;
 }
 
 std::shared_ptr<const Snapshot> Pipeline::latest() const {
@@ -363,7 +499,9 @@ int64_t Pipeline::OldestHeartbeatNs() const {
   std::lock_guard lock(mutex_);
   int64_t oldest = collectors::MonotonicNanos();
   if (!running_) return oldest;
-  oldest = std::min(oldest, aggregator_loop_.heartbeat_ns());
+  // The aggregator waits for long stretches: it is late only once its next
+  // wake-up (or the end of the round it is in) is overdue.
+  oldest = std::min(oldest, aggregator_due_ns_.load());
   for (const auto& [cpu, sampler] : samplers_) oldest = std::min(oldest, sampler->heartbeat_ns());
   return oldest;
 }

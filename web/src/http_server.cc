@@ -203,6 +203,8 @@ std::string HttpDate() {
   return buf.data();
 }
 
+}  // namespace
+
 std::optional<std::string> GzipCompress(const std::string& input) {
   if (input.size() > UINT_MAX) return std::nullopt;
   z_stream stream{};
@@ -221,6 +223,8 @@ std::optional<std::string> GzipCompress(const std::string& input) {
   if (rc != Z_STREAM_END) return std::nullopt;
   return output;
 }
+
+namespace {
 
 HttpResponse PlainResponse(int status, std::string body) {
   HttpResponse response;
@@ -289,6 +293,8 @@ class HttpServer::Impl {
     std::string in;
     std::string out;
     size_t out_offset = 0;
+    std::shared_ptr<const std::string> out_body;  // a shared body, written after `out`
+    size_t body_offset = 0;
     bool close_after_write = false;
     bool idle = false;  // keep-alive, no byte of the next request yet
     uint32_t events = 0;
@@ -693,12 +699,19 @@ void HttpServer::Impl::Drive(Connection& conn) {
         return;  // TakeVerdicts resumes it
       case State::kWriting: {
         bool progress = false;
-        while (conn.out_offset < conn.out.size()) {
+        const auto remaining = [&conn] {
+          return conn.out.size() - conn.out_offset +
+                 (conn.out_body ? conn.out_body->size() - conn.body_offset : 0);
+        };
+        while (remaining() > 0) {
+          // The head first, then the shared body.
+          const bool head_part = conn.out_offset < conn.out.size();
+          const std::string& part = head_part ? conn.out : *conn.out_body;
+          size_t& offset = head_part ? conn.out_offset : conn.body_offset;
           size_t sent = 0;
-          Io io = Write(conn, conn.out.data() + conn.out_offset, conn.out.size() - conn.out_offset,
-                        sent);
+          Io io = Write(conn, part.data() + offset, part.size() - offset, sent);
           if (io == Io::kOk) {
-            conn.out_offset += sent;
+            offset += sent;
             progress = true;
             continue;
           }
@@ -712,6 +725,8 @@ void HttpServer::Impl::Drive(Connection& conn) {
         }
         std::string().swap(conn.out);
         conn.out_offset = 0;
+        conn.out_body.reset();
+        conn.body_offset = 0;
         if (conn.close_after_write) {
           StartLinger(conn);
           continue;
@@ -878,22 +893,33 @@ void HttpServer::Impl::TakeVerdicts() {
 
 void HttpServer::Impl::QueueResponse(Connection& conn, const HttpResponse& response, bool head,
                                      bool gzip, bool keep_alive, bool http10) {
-  const std::string* body = &response.body;
+  // A shared body (and its shared compressed copy) is written from where it
+  // is, never copied.
+  std::shared_ptr<const std::string> shared = response.shared_body;
+  const std::string* body = shared ? shared.get() : &response.body;
   std::optional<std::string> compressed;
-  bool may_compress = response.body.size() > kGzipMinBytes;
-  if (gzip && may_compress) {
-    compressed = GzipCompress(response.body);
+  bool gzipped = false;
+  bool may_compress = body->size() > kGzipMinBytes;
+  if (gzip && may_compress && shared && response.gzip_body) {
+    if (auto zipped = response.gzip_body()) {
+      shared = std::move(zipped);
+      body = shared.get();
+      gzipped = true;
+    }
+  } else if (gzip && may_compress) {
+    compressed = GzipCompress(*body);
     if (compressed) body = &*compressed;
+    gzipped = compressed.has_value();
   }
   std::string& out = conn.out;
   out.clear();
-  out.reserve(256 + (head ? 0 : body->size()));
+  out.reserve(256 + (head || shared ? 0 : body->size()));
   out += "HTTP/1.1 " + std::to_string(response.status) + " " +
          detail::StatusReason(response.status) + "\r\n";
   out += "Date: " + HttpDate() + "\r\n";
   if (!response.content_type.empty()) out += "Content-Type: " + response.content_type + "\r\n";
   out += "Content-Length: " + std::to_string(body->size()) + "\r\n";
-  if (compressed) out += "Content-Encoding: gzip\r\n";
+  if (gzipped) out += "Content-Encoding: gzip\r\n";
   if (may_compress) out += "Vary: Accept-Encoding\r\n";
   for (const auto& [name, value] : response.headers) {
     // The server owns framing; CR/LF would split the response.
@@ -909,7 +935,13 @@ void HttpServer::Impl::QueueResponse(Connection& conn, const HttpResponse& respo
     out += "Connection: keep-alive\r\n";
   }
   out += "\r\n";
-  if (!head) out += *body;
+  conn.out_body.reset();
+  conn.body_offset = 0;
+  if (!head && shared) {
+    conn.out_body = std::move(shared);
+  } else if (!head) {
+    out += *body;
+  }
   conn.out_offset = 0;
   conn.close_after_write = !keep_alive;
   conn.state = State::kWriting;

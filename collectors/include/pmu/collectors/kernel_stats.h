@@ -86,6 +86,10 @@ long ClockTicksPerSecond();
 // since 2.6.33); values beyond the tenth are ignored, as the kernel documents
 // that new columns are appended. REQUIRES: ticks_per_second > 0.
 ProcStat ParseProcStat(const std::string& root, long ticks_per_second = ClockTicksPerSecond());
+// The same parse of text already read (a held descriptor's pread);
+// `path` names the source in diagnostics. `present` is true.
+ProcStat ParseProcStatText(std::string_view text, const std::string& path,
+                           long ticks_per_second = ClockTicksPerSecond());
 
 // ---------------------------------------------------------------------------
 // /proc/softirqs

@@ -14,6 +14,7 @@
 // bound_port and url may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -24,6 +25,7 @@
 #include "pmu/config/config.h"
 #include "pmu/metrics/derived.h"
 #include "pmu/metrics/family_source.h"
+#include "pmu/metrics/rendered.h"
 #include "pmu/sampling/pipeline.h"
 
 namespace pmu::web {
@@ -34,6 +36,9 @@ class CgroupAttribution;
 }  // namespace pmu::attribution
 
 namespace pmu::daemon {
+
+// How long a scrape waits at most for the round it asked for.
+inline constexpr std::chrono::milliseconds kScrapeRoundWait{50};
 
 class Service {
  public:
@@ -115,6 +120,11 @@ class Service {
 
   mutable std::mutex latest_mutex_;
   std::shared_ptr<const metrics::ExportSnapshot> latest_;
+  // The exposition of the latest snapshot, rendered once for every request.
+  std::shared_ptr<metrics::Rendered> Rendering();
+  std::mutex render_mutex_;
+  std::shared_ptr<metrics::Rendered> rendered_;
+  std::atomic<size_t> rendered_size_{0};  // the last rendering's size, to reserve the next
 
   // server_ is replaced by the main thread (Serve, Reload, Stop) and read by
   // the aggregator thread (its statistics, in Publish).

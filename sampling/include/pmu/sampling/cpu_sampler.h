@@ -44,6 +44,7 @@
 
 #include <array>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -74,6 +75,10 @@ struct SamplerOptions {
   // Diagnostics (`make hw-check`): the thread runs on another CPU than the
   // one it samples, so every read is a remote read().
   bool pin_elsewhere = false;
+  // Called after every tick, on the ticking thread, with the sampler's CPU
+  // and the slot (the pipeline reads /proc/stat here at the resolution the
+  // derived metrics need, without a wake-up of its own). Must not block.
+  std::function<void(int cpu, uint64_t slot)> after_tick;
 };
 
 // The read path a diagnostic run forces through PMU_EXPORTER_READ_PATH:

@@ -24,6 +24,10 @@
 // each distinct parser diagnostic ("<path>:<line>: <what>") is logged once,
 // at most kMaxLoggedDiagnostics distinct ones.
 //
+// /proc/stat is read through a descriptor held open (pread from offset 0),
+// only when a consumer asks: the exported totals when a round runs, the
+// derived metrics at the resolution they need (Pipeline).
+//
 // Thread safety: one thread at a time (the aggregator's); results are plain
 // values.
 #pragma once
@@ -40,6 +44,7 @@
 
 #include "pmu/collectors/kernel_stats.h"
 #include "pmu/config/config.h"
+#include "pmu/sampling/held_file.h"
 
 namespace pmu::sampling {
 
@@ -101,6 +106,10 @@ class KernelStatsReader {
   // is off; the parse is stored in *proc_stat when that is not null.
   KernelStats Read(bool want_proc_stat, std::optional<collectors::ProcStat>* proc_stat);
 
+  // One parse of /proc/stat through the reader's held descriptor (pread);
+  // nothing else is read and no total is updated.
+  collectors::ProcStat ReadProcStat();
+
  private:
   struct Entry {
     uint64_t last_raw = 0;
@@ -116,6 +125,7 @@ class KernelStatsReader {
 
   config::StatsConfig config_;
   std::string root_;
+  HeldFile proc_stat_file_;
   std::vector<int> cpus_;  // sorted
   long ticks_per_second_;
 

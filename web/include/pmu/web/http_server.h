@@ -54,6 +54,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -93,8 +94,17 @@ struct HttpResponse {
   int status = 200;
   std::string content_type = "text/plain; version=0.0.4; charset=utf-8";
   std::string body;
+  // When set, the body instead of `body`: written from the shared string
+  // without a copy (one rendering served to many requests).
+  std::shared_ptr<const std::string> shared_body;
+  // With shared_body: its gzip-compressed copy, asked for only when the
+  // client accepts gzip (null: compress here).
+  std::function<std::shared_ptr<const std::string>()> gzip_body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
+
+// `input` as a gzip member (zlib's default level); nullopt when it cannot.
+std::optional<std::string> GzipCompress(const std::string& input);
 
 class HttpServer {
  public:
