@@ -118,7 +118,8 @@ void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
   for (;;) {
     const timespec timeout{static_cast<time_t>(tick.count() / 1000000000),
                            static_cast<long>(tick.count() % 1000000000)};
-    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    // Without a watchdog there is nothing to do between signals: no wake-up.
+    const int sig = watchdog ? sigtimedwait(&set, nullptr, &timeout) : sigwaitinfo(&set, nullptr);
     if (sig == SIGINT || sig == SIGTERM) {
       spdlog::info("{} received, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
       notifier.Stopping();

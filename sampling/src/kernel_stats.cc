@@ -70,6 +70,7 @@ bool KernelStatsReader::Selected(int cpu) const {
 
 std::vector<int> KernelStatsReader::CpufreqCpus() const {
   if (!cpus_.empty()) return cpus_;
+  if (online_) return *online_;
   try {
     return collectors::OnlineCpus(root_);
   } catch (const std::runtime_error&) {

@@ -1,6 +1,14 @@
 #include "pmu/sampling/periodic_loop.h"
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdint>
+#include <ctime>
 
 #include "pmu/collectors/cpu_counters.h"
 
@@ -11,29 +19,41 @@ uint64_t PeriodicLoop::SlotAt(int64_t now_ns, int64_t epoch_ns, std::chrono::nan
   return static_cast<uint64_t>((now_ns - epoch_ns) / interval.count());
 }
 
+uint32_t PeriodicLoop::WaitUntil(int64_t deadline_ns) {
+  const timespec deadline{static_cast<time_t>(deadline_ns / 1'000'000'000),
+                          static_cast<long>(deadline_ns % 1'000'000'000)};
+  for (;;) {
+    const uint32_t state = state_.load(std::memory_order_acquire);
+    if (state != kRunning) return state;
+    // Absolute CLOCK_MONOTONIC timeout (FUTEX_WAIT_BITSET); returns at once
+    // when the word is no longer kRunning.
+    const long rc =
+        syscall(SYS_futex, reinterpret_cast<uint32_t*>(&state_), FUTEX_WAIT_BITSET_PRIVATE,
+                kRunning, &deadline, nullptr, FUTEX_BITSET_MATCH_ANY);
+    if (rc != 0 && errno == ETIMEDOUT) return state_.load(std::memory_order_acquire);
+    // Woken, EAGAIN (the word changed) or EINTR: look again.
+    if (collectors::MonotonicNanos() >= deadline_ns) {
+      return state_.load(std::memory_order_acquire);
+    }
+  }
+}
+
 void PeriodicLoop::Run(std::chrono::nanoseconds interval, std::chrono::nanoseconds heartbeat,
                        int64_t epoch_ns, const Tick& tick) {
-  using Clock = std::chrono::steady_clock;
-  // steady_clock is CLOCK_MONOTONIC, the clock of epoch_ns.
   const auto slot_start = [&](uint64_t slot) {
-    return Clock::time_point(std::chrono::nanoseconds(epoch_ns) +
-                             interval * static_cast<int64_t>(slot));
+    return epoch_ns + interval.count() * static_cast<int64_t>(slot);
   };
   uint64_t next = SlotAt(collectors::MonotonicNanos(), epoch_ns, interval) + 1;
-  std::unique_lock lock(mutex_);
   for (;;) {
-    const auto wake = std::min(slot_start(next), Clock::now() + heartbeat);
-    if (cv_.wait_until(lock, wake, [this] { return stop_; })) {
-      if (final_tick_) {
-        lock.unlock();
-        tick(next);
-      }
+    const int64_t wake =
+        std::min(slot_start(next), collectors::MonotonicNanos() + heartbeat.count());
+    const uint32_t state = WaitUntil(wake);
+    if (state != kRunning) {
+      if (state == kStopAfterTick) tick(next);
       return;
     }
-    if (Clock::now() >= slot_start(next)) {
-      lock.unlock();
+    if (collectors::MonotonicNanos() >= slot_start(next)) {
       tick(next);
-      lock.lock();
       // Fell behind: continue with the slot after the current one, no burst.
       next = std::max(next + 1, SlotAt(collectors::MonotonicNanos(), epoch_ns, interval) + 1);
     }
@@ -42,18 +62,13 @@ void PeriodicLoop::Run(std::chrono::nanoseconds interval, std::chrono::nanosecon
 }
 
 void PeriodicLoop::RequestStop(bool final_tick) {
-  {
-    std::lock_guard lock(mutex_);
-    stop_ = true;
-    final_tick_ = final_tick;
-  }
-  cv_.notify_all();
+  state_.store(final_tick ? kStopAfterTick : kStop, std::memory_order_release);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&state_), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr,
+          nullptr, 0);
 }
 
 void PeriodicLoop::Reset() {
-  std::lock_guard lock(mutex_);
-  stop_ = false;
-  final_tick_ = false;
+  state_.store(kRunning, std::memory_order_release);
   heartbeat_ns_.store(collectors::MonotonicNanos(), std::memory_order_relaxed);
 }
 

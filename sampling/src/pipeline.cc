@@ -42,6 +42,17 @@ bool SameFds(const collectors::EventPlan& a, const collectors::EventPlan& b) {
   return true;
 }
 
+// The leading "cpu" lines of /proc/stat: all the observers read (the intr
+// and softirq lines after them are long and of no use to them).
+std::string_view CpuLines(std::string_view text) {
+  size_t end = 0;
+  while (end < text.size() && text.compare(end, 3, "cpu") == 0) {
+    const size_t newline = text.find('\n', end);
+    end = newline == std::string_view::npos ? text.size() : newline + 1;
+  }
+  return text.substr(0, end);
+}
+
 }  // namespace
 
 Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
@@ -171,8 +182,8 @@ void Pipeline::AddObserver(RoundObserver* observer) {
 }
 
 void Pipeline::TapProcStat(int cpu, uint64_t slot) {
-  if (!want_proc_stat_ || cpu != proc_stat_cpu_.load(std::memory_order_relaxed) ||
-      slot % proc_stat_every_ != 0) {
+  if (!want_proc_stat_ || !tapping_.load(std::memory_order_relaxed) ||
+      cpu != proc_stat_cpu_.load(std::memory_order_relaxed) || slot % proc_stat_every_ != 0) {
     return;
   }
   const int64_t now = collectors::MonotonicNanos();
@@ -181,7 +192,7 @@ void Pipeline::TapProcStat(int cpu, uint64_t slot) {
   std::lock_guard lock(proc_stat_mutex_);
   collectors::ProcStat stat;
   if (proc_stat_file_->Read(&text, &error)) {
-    stat = collectors::ParseProcStatText(text, proc_stat_file_->path());
+    stat = collectors::ParseProcStatText(CpuLines(text), proc_stat_file_->path());
   }
   if (proc_stat_queue_.size() >= kMaxQueuedProcStat) proc_stat_queue_.pop_front();
   proc_stat_queue_.emplace_back(std::move(stat), now);
@@ -268,6 +279,7 @@ void Pipeline::Start() {
   }
   running_ = true;
   stop_ = false;
+  tapping_ = true;
   if (!uevents_) {
     uevents_ = std::make_unique<CpuUevents>();
     if (uevents_->fd() < 0) {
@@ -336,6 +348,7 @@ void Pipeline::Stop(bool final_reading) {
     std::lock_guard lock(mutex_);
     for (auto& [cpu, sampler] : samplers_) sampler->Stop(final_reading && was_running);
   }
+  tapping_ = false;
   running_ = false;
   if (final_reading && was_running) Round(/*check_hotplug=*/false);
 }
@@ -417,17 +430,19 @@ void Pipeline::Round(bool check_hotplug) {
   }
   Drain();
   // /proc/stat for the observers: the readings the tap took, in order; a
-  // synchronous round (no sampler threads) takes its own.
+  // synchronous round (no sampler threads, no tap) hands them the parse of
+  // the [stats] read, one read for every consumer.
   std::deque<std::pair<collectors::ProcStat, int64_t>> proc_stats;
   if (want_proc_stat_) {
     std::lock_guard lock(proc_stat_mutex_);
     proc_stats.swap(proc_stat_queue_);
   }
-  if (want_proc_stat_ && !running_) {
-    proc_stats.emplace_back(stats_->ReadProcStat(), collectors::MonotonicNanos());
-  }
+  const bool synchronous = want_proc_stat_ && !tapping_.load();
+  std::optional<collectors::ProcStat> parse;
   auto snapshot = std::make_shared<Snapshot>();
-  snapshot->kernel = stats_->Read(/*want_proc_stat=*/false, nullptr);
+  stats_->SetOnlineCpus(cpus());  // what hotplug last saw: no sysfs read here
+  snapshot->kernel = stats_->Read(synchronous, synchronous ? &parse : nullptr);
+  if (parse) proc_stats.emplace_back(std::move(*parse), collectors::MonotonicNanos());
   const int64_t now = collectors::MonotonicNanos();
   for (RoundObserver* o : observers_) {
     if (o->NeedsProcStat()) {

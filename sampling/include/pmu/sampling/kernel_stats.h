@@ -93,7 +93,8 @@ class KernelStatsReader {
 
   // `root`: "/" in the daemon, a fake tree in tests. `cpus`: the CPUs to
   // report (the [sampling] selection); empty = every CPU the sources list
-  // (for cpufreq: <root>/sys/devices/system/cpu/online at each read).
+  // (for cpufreq: SetOnlineCpus(), else <root>/sys/devices/system/cpu/online
+  // at each read).
   KernelStatsReader(config::StatsConfig config, std::string root, std::vector<int> cpus,
                     long ticks_per_second = collectors::ClockTicksPerSecond());
 
@@ -105,6 +106,11 @@ class KernelStatsReader {
   // `want_proc_stat` (a derived metric needs it) even if its [stats] switch
   // is off; the parse is stored in *proc_stat when that is not null.
   KernelStats Read(bool want_proc_stat, std::optional<collectors::ProcStat>* proc_stat);
+
+  // The CPUs online now, as the caller's hotplug handling knows them: with
+  // an empty selection, cpufreq is read for these instead of reading
+  // <root>/sys/devices/system/cpu/online each time.
+  void SetOnlineCpus(std::vector<int> cpus) { online_ = std::move(cpus); }
 
   // One parse of /proc/stat through the reader's held descriptor (pread);
   // nothing else is read and no total is updated.
@@ -126,7 +132,8 @@ class KernelStatsReader {
   config::StatsConfig config_;
   std::string root_;
   HeldFile proc_stat_file_;
-  std::vector<int> cpus_;  // sorted
+  std::vector<int> cpus_;                   // sorted
+  std::optional<std::vector<int>> online_;  // SetOnlineCpus()
   long ticks_per_second_;
 
   std::map<int, std::array<Entry, collectors::kCpuModeCount>> cpu_time_;

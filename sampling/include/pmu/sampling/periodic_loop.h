@@ -11,16 +11,19 @@
 // one, and returns within milliseconds of RequestStop() — after one last
 // `tick` in the next slot number when asked for a final tick.
 //
+// Waiting costs one futex(2) wait per wake-up, with an absolute
+// CLOCK_MONOTONIC timeout on the loop's state word (no condition variable:
+// its timed wait adds a wake-up call and a mutex round trip to every tick);
+// RequestStop changes the word and wakes it.
+//
 // Thread safety: Run on the owning thread; RequestStop, Reset and
 // heartbeat_ns from any thread. Reset() before running again after a stop.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 
 namespace pmu::sampling {
 
@@ -40,10 +43,13 @@ class PeriodicLoop {
   static uint64_t SlotAt(int64_t now_ns, int64_t epoch_ns, std::chrono::nanoseconds interval);
 
  private:
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  bool final_tick_ = false;
+  static constexpr uint32_t kRunning = 0;
+  static constexpr uint32_t kStop = 1;
+  static constexpr uint32_t kStopAfterTick = 2;
+  // Sleeps until CLOCK_MONOTONIC `deadline_ns` or a stop request; the state.
+  uint32_t WaitUntil(int64_t deadline_ns);
+
+  std::atomic<uint32_t> state_{kRunning};  // the futex word
   std::atomic<int64_t> heartbeat_ns_{0};
 };
 

@@ -88,9 +88,9 @@ namespace pmu::sampling {
 // Sampling intervals between two drains at most (the rings hold twice as
 // many ticks of every group).
 inline constexpr uint64_t kDrainTicks = 128;
-inline constexpr std::chrono::seconds kMaxDrainPeriod{10};
+inline constexpr std::chrono::seconds kMaxDrainPeriod{30};
 // The online list is read at least this often even without a CPU uevent.
-inline constexpr std::chrono::seconds kHotplugSafetyPoll{10};
+inline constexpr std::chrono::seconds kHotplugSafetyPoll{60};
 // /proc/stat moves in USER_HZ ticks and its derived metrics take windows of
 // about 100 ms (metrics::kMinStatWindowTicks): it is read about this often.
 inline constexpr std::chrono::milliseconds kProcStatResolution{100};
@@ -216,6 +216,7 @@ class Pipeline {
   bool want_proc_stat_ = false;
   uint64_t proc_stat_every_ = 1;
   std::atomic<int> proc_stat_cpu_{-1};  // the sampler that takes them
+  std::atomic<bool> tapping_{false};    // sampler threads run: the tap takes them
   std::mutex proc_stat_mutex_;          // guards the two below
   std::deque<std::pair<collectors::ProcStat, int64_t>> proc_stat_queue_;
   std::unique_ptr<HeldFile> proc_stat_file_;
