@@ -4,10 +4,16 @@
 //
 //   BM_Aggregate/<cpus>/<events>  one round: every CPU's every group ingested
 //                                 once (what the sampler side does per tick)
-//   BM_Scrape/<cpus>/<events>     TakeSnapshot + RenderText (what one
-//                                 exposition of the counters costs, without
-//                                 HTTP and kernel statistics; counters give
-//                                 each stage's share)
+//   BM_Scrape/<cpus>/<events>     TakeSnapshot + one rendering (what one
+//                                 snapshot's exposition of the counters costs,
+//                                 without HTTP and kernel statistics; counters
+//                                 give each stage's share: snapshot_ms,
+//                                 render_ms — metrics::Rendered::Text(), the
+//                                 buffer reserved from the previous size as
+//                                 the daemon does — and serve_ms: what a
+//                                 request costs once the snapshot is rendered:
+//                                 the cache lookup and the shared body, the
+//                                 socket write not included)
 //
 // Counters: samples per round, exposition bytes, the process's VmRSS/VmHWM
 // after the benchmark and before any of it (rss_base_kib). Run one
@@ -27,6 +33,7 @@
 #include "pmu/collectors/event_plan.h"
 #include "pmu/collectors/sample.h"
 #include "pmu/metrics/family_source.h"
+#include "pmu/metrics/rendered.h"
 #include "pmu/sampling/aggregator.h"
 
 namespace {
@@ -145,22 +152,31 @@ void BM_Scrape(benchmark::State& state) {
   for (int round = 0; round < 3; ++round) setup.IngestRound();
   size_t bytes = 0;
   // Where the time goes, per stage (wall clock, summed over iterations).
-  std::chrono::steady_clock::duration snapshot{}, render{};
+  std::chrono::steady_clock::duration snapshot{}, render{}, serve{};
+  constexpr int kRequestsPerSnapshot = 100;
   for (auto _ : state) {
     const auto t0 = std::chrono::steady_clock::now();
     pmu::sampling::AggregateSnapshot counters = setup.aggregator.TakeSnapshot();
     auto snap = std::make_shared<pmu::sampling::Snapshot>();
     snap->plan = counters.plan;
     snap->counters = std::move(counters.cpus);
-    pmu::metrics::ExportSnapshot export_snapshot;
-    export_snapshot.sampling = std::move(snap);
+    auto export_snapshot = std::make_shared<pmu::metrics::ExportSnapshot>();
+    export_snapshot->sampling = std::move(snap);
     const auto t1 = std::chrono::steady_clock::now();
-    const std::string text = pmu::metrics::RenderText(export_snapshot);
+    auto rendered = std::make_shared<pmu::metrics::Rendered>(export_snapshot, bytes);
+    const std::shared_ptr<const std::string> text = rendered->Text();
     const auto t2 = std::chrono::steady_clock::now();
+    // Every further request of the same snapshot: the cached body.
+    for (int request = 0; request < kRequestsPerSnapshot; ++request) {
+      std::shared_ptr<const std::string> body = rendered->Text();
+      benchmark::DoNotOptimize(body.get());
+    }
+    const auto t3 = std::chrono::steady_clock::now();
     snapshot += t1 - t0;
     render += t2 - t1;
-    bytes = text.size();
-    benchmark::DoNotOptimize(text.data());
+    serve += (t3 - t2) / kRequestsPerSnapshot;
+    bytes = text->size();
+    benchmark::DoNotOptimize(text->data());
   }
   const auto per_iteration_ms = [&](std::chrono::steady_clock::duration d) {
     return std::chrono::duration<double, std::milli>(d).count() /
@@ -170,6 +186,7 @@ void BM_Scrape(benchmark::State& state) {
   state.counters["exposition_bytes"] = static_cast<double>(bytes);
   state.counters["snapshot_ms"] = per_iteration_ms(snapshot);
   state.counters["render_ms"] = per_iteration_ms(render);
+  state.counters["serve_ms"] = per_iteration_ms(serve);
 }
 
 BENCHMARK(BM_Aggregate)
