@@ -327,6 +327,65 @@ def bench_rdpmc_fake_pages(build, tmp):
             "note": "bench_rseq BM_ReadSectionFakePages (pinned to CPU 0, fake counter pages)"}
 
 
+def bench_ring_push(build, tmp):
+    """One record pushed into the rseq ring and drained (bench_rseq, one thread), ns."""
+    binary = os.path.join(build, "bench/rseq/bench_rseq")
+    try:
+        runs = run_gbench(binary, ["--benchmark_filter=BM_RingRseqPushDrain"], tmp, "ring")
+    except (RuntimeError, subprocess.TimeoutExpired, OSError):
+        return None
+    one = [to_ns(b) for name, b in runs.items() if name.endswith("threads:1")]
+    return round(min(one), 1) if one else None
+
+
+SCALE_MODEL_CPUS = [64, 192, 512]
+SCALE_MODEL_GROUPS = [8, 64]
+
+
+def scale_model(floor, read_path, push_ns, scale_rows):
+    """The per-CPU cost model measured here, extrapolated to bigger hosts.
+
+    Per CPU and tick a thread per CPU pays a wake-up W, a local group read
+    R_local and a push P; the aggregator adds A per series ingested. W comes
+    from the floor (its whole per-tick cost minus its read). A design with one
+    thread per G CPUs pays W once per G CPUs but reads remotely (R_remote, an
+    IPI to the counted CPU, whose own cost the reader's run time does not
+    show)."""
+    read1 = next((r for r in read_path if r["events"] == 1), read_path[0])
+    r_local = (read1["read_local_ns"] or 0) / 1e3
+    r_remote = (read1["read_remote_ns"] or 0) / 1e3
+    push = (push_ns or 0) / 1e3
+    big = scale_rows[-1]
+    ingest = big["aggregate_us"] / big["series"]  # us per series per round
+    model = {"read_local_us": round(r_local, 2), "read_remote_us": round(r_remote, 2),
+             "push_us": round(push, 3), "ingest_us_per_series": round(ingest, 4), "rows": []}
+    ticks = {"10ms": 100, "100ms": 10, "1s": 1}
+    cpus_here = None
+    for f in floor:
+        if f["interval"] not in ticks:
+            continue
+        cpus_here = cpus_here or f.get("cpus") or os.cpu_count()
+        tick_us = f["floor_pct_of_one_core"] / 100 * 1e6 / (cpus_here * ticks[f["interval"]])
+        wake = max(tick_us - r_local, 0.0)
+        model.setdefault("wake_us", {})[f["interval"]] = round(wake, 1)
+        for n in SCALE_MODEL_CPUS:
+            per_tick = {"thread_per_cpu": n * (wake + r_local + push + 2 * ingest)}
+            for g in SCALE_MODEL_GROUPS:
+                per_tick[f"thread_per_{g}_cpus"] = (n / g) * wake + n * (r_remote + push +
+                                                                         2 * ingest)
+            model["rows"].append({
+                "interval": f["interval"], "cpus": n,
+                **{k: round(v * ticks[f["interval"]] / 1e4, 3) for k, v in per_tick.items()},
+            })
+    # Grouping G CPUs saves W (1 - 1/G) per CPU and tick and costs R_remote - R_local.
+    w = model.get("wake_us", {}).get("100ms")
+    if w:
+        extra = r_remote - r_local
+        model["crossover_group"] = next((g for g in range(2, 1025) if w * (1 - 1 / g) > extra),
+                                        None)
+    return model
+
+
 def bench_scale(build, tmp):
     binary = os.path.join(build, "bench/scale/bench_scale")
     rows = []
@@ -803,6 +862,29 @@ def write_markdown(path, r):
              f"{g['rss_mib']['per_series_smallest'] * KIB * KIB:.0f} -> "
              f"{g['rss_mib']['per_series_largest'] * KIB * KIB:.0f} bytes per series")
     L.append("")
+    sm = r.get("scale_model")
+    if sm and sm.get("rows"):
+        L.append("## Scale model: a thread per CPU at 64, 192 and 512 CPUs\n")
+        L.append("Measured here, per CPU and tick: wake-up W (the floor's per-tick run time minus "
+                 f"its read) {', '.join(f'{k} {v} us' for k, v in sm['wake_us'].items())}; "
+                 f"read() of the group on its CPU {sm['read_local_us']} us, from another CPU "
+                 f"(IPI) {sm['read_remote_us']} us; rseq ring push + drain {sm['push_us']} us; "
+                 f"aggregation {sm['ingest_us_per_series'] * 1e3:.1f} ns per series. "
+                 "Extrapolated (linear in CPUs; % of one core, reader side) for a thread per CPU "
+                 "and for one thread per G CPUs reading remotely:\n")
+        keys = [k for k in sm["rows"][0] if k not in ("interval", "cpus")]
+        L.append("| sampling | CPUs | " + " | ".join(k.replace("_", " ") for k in keys) + " |")
+        L.append("|---|---|" + "---|" * len(keys))
+        for row in sm["rows"]:
+            L.append(f"| {row['interval']} | {row['cpus']} | "
+                     + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
+        L.append("")
+        L.append(f"Crossover: grouping G CPUs per thread saves W x (1 - 1/G) per CPU and tick and "
+                 f"costs R_remote - R_local = {sm['read_remote_us'] - sm['read_local_us']:.1f} us; "
+                 f"with this machine's W it pays from G = {sm.get('crossover_group')} on, in the "
+                 "reader's run time. That leaves out the IPI's cost on the counted CPU (an idle "
+                 "CPU is woken by the IPI as it is by its own sampler's timer); docs/SCALE.md "
+                 "says what this means for the design.\n")
     with open(path, "w") as f:
         f.write("\n".join(L))
 
@@ -860,6 +942,8 @@ def main():
 
             log("rdpmc section on fake pages (bench_rseq)")
             rdpmc = bench_rdpmc_fake_pages(build, tmp)
+            log("ring push + drain (bench_rseq)")
+            push_ns = bench_ring_push(build, tmp)
             one_round("run 1")
             busy = load_start[0] >= 1.0
             if args.rerun == "always" or (args.rerun == "auto" and busy):
@@ -881,6 +965,7 @@ def main():
         "read_path": read_path, "rdpmc_fake_pages": rdpmc, "scale": scale,
         "runs": runs, "headline": h, "comparisons": comparisons(h),
         "floor": floor, "floor_runs": floor_runs,
+        "scale_model": scale_model(floor, read_path, push_ns, scale_rows),
         "targets": targets(h, scale, floor), "targets_source": TARGETS_NOTE,
     }
     os.makedirs(args.out, exist_ok=True)

@@ -67,6 +67,15 @@ def start_pair(build, tmp, label, interval, interval_ns, daemon_path=None):
     return floor, daemon
 
 
+def online_count():
+    """CPUs in /sys/devices/system/cpu/online ("0-3,5" -> 5): the floor's threads."""
+    count = 0
+    for part in run_bench.read_file("/sys/devices/system/cpu/online", "0").strip().split(","):
+        lo, _, hi = part.partition("-")
+        count += int(hi or lo) - int(lo) + 1
+    return count
+
+
 def window_for(interval_ns, window):
     # At least 30 intervals, so that a coarse aggregation period is inside.
     return max(window, 30 * interval_ns / 1e9)
@@ -106,7 +115,7 @@ def measure_one(build, tmp, label, interval, interval_ns, window, daemon_path=No
         floor_pct = 100.0 * (f1 - f0) / elapsed
         daemon_pct = 100.0 * (d1 - d0) / elapsed
         return {
-            "interval": label, "window_s": round(elapsed, 2),
+            "interval": label, "window_s": round(elapsed, 2), "cpus": online_count(),
             "floor_pct_of_one_core": round(floor_pct, 4),
             "daemon_pct_of_one_core": round(daemon_pct, 4),
             "ratio": round(daemon_pct / floor_pct, 3) if floor_pct > 0 else None,
