@@ -3,12 +3,25 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 
 namespace pmu::metrics {
 namespace {
 
 void AppendDouble(std::string& out, double v) {
+  // Most values are whole counts: below 2^53 and without a trailing zero
+  // digit their shortest round-trip form is their digits (scientific form is
+  // longer), which integer formatting writes several times faster.
+  if (v >= 0 && v < 9007199254740992.0 && !std::signbit(v) && v == std::floor(v)) {
+    const auto whole = static_cast<uint64_t>(v);
+    if (whole % 10 != 0 || whole == 0) {
+      char buf[24];
+      auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), whole);
+      out.append(buf, ec == std::errc() ? end : buf);
+      return;
+    }
+  }
   if (std::isnan(v)) {
     out += "NaN";
   } else if (std::isinf(v)) {
