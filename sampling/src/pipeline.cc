@@ -322,13 +322,19 @@ void Pipeline::AggregatorMain() {
       (void)!read(wake_fd_, &count, sizeof(count));
     }
     bool hotplug = n > 0 && (fds[1].revents & POLLIN) && uevents_->DrainCpuEvents();
+    // A CPU that came online but refused perf events yet is retried every
+    // interval (StartCpu), not every drain period.
+    hotplug = hotplug || !not_ready_rounds_.empty();
     const int64_t woke = collectors::MonotonicNanos();
     hotplug = hotplug ||
               woke - last_hotplug_check_ns_ >= std::chrono::nanoseconds(kHotplugSafetyPoll).count();
     const bool wanted = round_wanted_.exchange(false);
     if (woke < next && !wanted && !hotplug) continue;  // a uevent of no interest
     Round(hotplug);
-    next = collectors::MonotonicNanos() + period;  // at least every period since the last
+    // At least every period since the last round; every interval while a
+    // CPU waits to be retried.
+    next = collectors::MonotonicNanos() +
+           (not_ready_rounds_.empty() ? period : options_.sampler.interval.count());
   }
 }
 
