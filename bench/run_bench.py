@@ -881,8 +881,10 @@ def write_markdown(path, r):
         L.append("")
         L.append(f"Crossover: grouping G CPUs per thread saves W x (1 - 1/G) per CPU and tick and "
                  f"costs R_remote - R_local = {sm['read_remote_us'] - sm['read_local_us']:.1f} us; "
-                 f"with this machine's W it pays from G = {sm.get('crossover_group')} on, in the "
-                 "reader's run time. That leaves out the IPI's cost on the counted CPU (an idle "
+                 + (f"with this machine's W it pays from G = {sm['crossover_group']} on, in the "
+                    if sm.get("crossover_group") else
+                    "with this machine's W no G up to 1024 pays for it, ")
+                 + "in the reader's run time (at 100 ms). That leaves out the IPI's cost on the counted CPU (an idle "
                  "CPU is woken by the IPI as it is by its own sampler's timer); docs/SCALE.md "
                  "says what this means for the design.\n")
     with open(path, "w") as f:
