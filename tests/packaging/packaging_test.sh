@@ -7,6 +7,9 @@
 #   packaging_test.sh deb-config     WORK
 #   packaging_test.sh deb-depends    WORK
 #   packaging_test.sh unit-verify    WORK
+#   packaging_test.sh deb-scripts    WORK
+#   packaging_test.sh lintian        WORK
+#   packaging_test.sh hardening      WORK BUILD_TYPE HARDENING(ON|OFF)
 #   packaging_test.sh unit-security  UNIT_FILE
 #   packaging_test.sh rules          SOURCE_DIR
 #   packaging_test.sh metric-names   SOURCE_DIR DAEMON
@@ -68,7 +71,10 @@ deb_contents() {
   listing=$(dpkg-deb -c "$deb" | awk '{print $NF}')
   local path
   for path in ./usr/bin/pmu-exporter ./lib/systemd/system/pmu-exporter.service \
-              ./etc/pmu-exporter/config.toml ./usr/share/man/man8/pmu-exporter.8.gz; do
+              ./etc/pmu-exporter/config.toml ./usr/share/man/man8/pmu-exporter.8.gz \
+              ./usr/share/doc/pmu-exporter/copyright ./usr/share/doc/pmu-exporter/changelog.gz \
+              ./usr/share/pmu-exporter/rules.yml ./usr/share/pmu-exporter/prometheus.yml \
+              ./usr/share/pmu-exporter/grafana-dashboard.json; do
     grep -qxF "$path" <<<"$listing" || fail "$path missing from the package: $listing"
   done
   [[ -x $work/root/usr/bin/pmu-exporter ]] || fail "unpacked binary is not executable"
@@ -80,6 +86,10 @@ deb_contents() {
   [[ $("$work/root/usr/bin/pmu-exporter" --version) == *"$version"* ]] ||
     fail "package version $version differs from the binary's --version"
   gzip -t "$work/root/usr/share/man/man8/pmu-exporter.8.gz" || fail "man page is not valid gzip"
+  [[ $(zcat "$work/root/usr/share/doc/pmu-exporter/changelog.gz" | head -n1) == \
+     "pmu-exporter ($version) "* ]] ||
+    fail "changelog.gz does not start with version $version: $(zcat "$work/root/usr/share/doc/pmu-exporter/changelog.gz" | head -n1)"
+  [[ $(dpkg-deb -f "$deb" Maintainer) != *localhost* ]] || fail "maintainer address at localhost"
   local section
   for section in NAME SYNOPSIS DESCRIPTION OPTIONS CONFIGURATION SIGNALS "EXIT STATUS" FILES "SEE ALSO"; do
     zgrep -qx "\.SH $section" "$work/root/usr/share/man/man8/pmu-exporter.8.gz" ||
@@ -180,9 +190,76 @@ unit_verify() {
   [[ -z $out ]] || fail "systemd-analyze verify printed: $out"
   local dups
   dups=$(grep -E '^[A-Za-z]+=' "$work/root/lib/systemd/system/pmu-exporter.service" |
-         cut -d= -f1 | sort | uniq -d | grep -vx SystemCallFilter || true)
+         cut -d= -f1 | sort | uniq -d | grep -vxE 'SystemCallFilter|ExecReload' || true)
   [[ -z $dups ]] || fail "directives set more than once: $dups"
   echo "systemd-analyze verify: clean"
+}
+
+# The maintainer scripts leave the enabled state to deb-systemd-helper and
+# start/stop to deb-systemd-invoke (which honours policy-rc.d); systemctl is
+# called for daemon-reload only. (What they do under a real systemd is
+# checked by systemd_nspawn_test.sh.)
+deb_scripts() {
+  local work=$1 control
+  deb_of "$work" >/dev/null
+  control=$work/control
+  grep -q 'deb-systemd-helper update-state pmu-exporter.service' "$control/postinst" ||
+    fail "postinst does not record the unit's state with deb-systemd-helper update-state"
+  grep -q 'deb-systemd-invoke try-restart pmu-exporter.service' "$control/postinst" ||
+    fail "postinst does not restart on upgrade with deb-systemd-invoke"
+  grep -q 'deb-systemd-invoke stop pmu-exporter.service' "$control/prerm" ||
+    fail "prerm does not stop the service with deb-systemd-invoke"
+  grep -q 'deb-systemd-helper purge pmu-exporter.service' "$control/postrm" ||
+    fail "postrm does not purge the enable state with deb-systemd-helper"
+  grep -q 'deb-systemd-helper unmask pmu-exporter.service' "$control/postrm" ||
+    fail "postrm does not unmask on purge"
+  local bare
+  bare=$(grep -h 'systemctl' "$control"/postinst "$control"/prerm "$control"/postrm |
+         grep -v '^ *#' | grep -v 'systemctl --system daemon-reload' || true)
+  [[ -z $bare ]] || fail "maintainer scripts call systemctl for more than daemon-reload: $bare"
+  echo "maintainer scripts use deb-systemd-helper and deb-systemd-invoke"
+}
+
+# lintian as Debian runs it on uploads, plus pedantic and experimental tags:
+# no error and no warning may remain; info and pedantic tags are printed.
+lint() {
+  local work=$1 deb out
+  deb=$(deb_of "$work")
+  need lintian
+  out=$(lintian -EvIL +pedantic --no-tag-display-limit "$deb" 2>&1) || true
+  echo "$out"
+  local bad
+  bad=$(grep -E '^[EW]: ' <<<"$out" || true)
+  [[ -z $bad ]] || fail "lintian errors or warnings: $bad"
+  grep -q "Checking $(basename "$deb")\|Processing binary package pmu-exporter" <<<"$out" ||
+    fail "lintian did not check the package"
+}
+
+# The shipped binary carries the hardening a Release build asks for: PIE,
+# full RELRO (GNU_RELRO + BIND_NOW), stack protector, fortified libc calls.
+hardening() {
+  local work=$1 build_type=$2 enabled=$3 deb
+  deb=$(deb_of "$work")
+  need readelf
+  [[ ${build_type^^} != DEBUG ]] || skip "Debug build: hardening flags are off by design"
+  [[ $enabled == ON ]] || skip "configured with PMU_HARDENING=OFF (or a sanitizer build)"
+  local binary=$work/root/usr/bin/pmu-exporter dynamic symbols
+  dynamic=$(readelf -dW "$binary")
+  symbols=$(readelf --dyn-syms -W "$binary")
+  readelf -hW "$binary" | grep -q 'Type: *DYN' || fail "not a position-independent executable"
+  grep -Eq 'FLAGS_1.*PIE' <<<"$dynamic" || fail "no PIE flag in the dynamic section"
+  readelf -lW "$binary" | grep -q GNU_RELRO || fail "no GNU_RELRO segment (-z relro)"
+  grep -Eq '\(FLAGS\).*BIND_NOW|\(FLAGS_1\).*NOW' <<<"$dynamic" || fail "no BIND_NOW (-z now)"
+  grep -q '__stack_chk_fail' <<<"$symbols" || fail "no __stack_chk_fail: built without a stack protector"
+  local fortified
+  fortified=$(grep -oE '__[a-z_]+_chk' <<<"$symbols" | grep -v __stack_chk | sort -u | tr '\n' ' ')
+  [[ -n $fortified ]] || fail "no fortified libc calls (__*_chk): built without _FORTIFY_SOURCE"
+  local cet
+  cet=$(readelf -nW "$binary" | grep -o 'x86 feature: .*' || echo "no x86 feature note (some object lacks -fcf-protection)")
+  if command -v hardening-check >/dev/null 2>&1; then
+    hardening-check "$binary" || fail "hardening-check reports a missing protection"
+  fi
+  echo "PIE, RELRO, BIND_NOW, stack protector, fortified: $fortified; $cet"
 }
 
 unit_security() {
@@ -267,6 +344,9 @@ case $cmd in
   deb-config) deb_config "$@" ;;
   deb-depends) deb_depends "$@" ;;
   unit-verify) unit_verify "$@" ;;
+  deb-scripts) deb_scripts "$@" ;;
+  lintian) lint "$@" ;;
+  hardening) hardening "$@" ;;
   unit-security) unit_security "$@" ;;
   rules) rules "$@" ;;
   metric-names) metric_names "$@" ;;
