@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test stress bench bench-rseq bench-web bench-cgroups hw-check package clean
+.PHONY: all deps configure build run test stress bench bench-rseq bench-web bench-cgroups hw-check package image clean
 
 all: build
 
@@ -72,6 +72,13 @@ bench-web: configure
 package: BUILD_TYPE = Release
 package: build
 	cd $(BUILD) && cpack -G DEB
+
+# Container image from Debian packages, no registry (packaging/container/):
+# the package above in an mmdebstrap rootfs, imported into podman as
+# localhost/pmu-exporter:<version>. Needs root.
+image: package
+	@scripts/install-deps.sh mmdebstrap podman libcap2-bin
+	packaging/container/build-image.sh $(BUILD)/pmu-exporter_*.deb $(BUILD)/image
 
 clean:
 	rm -rf $(BUILD)

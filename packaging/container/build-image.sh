@@ -7,8 +7,12 @@
 #   build-image.sh DEB OUT_DIR [IMAGE]      (IMAGE default: localhost/pmu-exporter:VERSION)
 #
 # OUT_DIR receives rootfs/ (the tree, also usable with systemd-nspawn),
-# rootfs.tar (with the file capability) and, when podman is installed, the
-# image is imported as IMAGE.
+# rootfs.tar (with the file capability), and seccomp.json: podman's default
+# seccomp profile with perf_event_open admitted for CAP_PERFMON (podman 4.3's
+# own admits it only with CAP_SYS_ADMIN). When podman is installed, the image
+# is imported as IMAGE.
+#
+# PMU_IMAGE_APT_CACHE=DIR keeps the downloaded .debs between builds.
 #
 # The image: the daemon runs as the unprivileged user pmu-exporter
 # (65532:65532); /usr/bin/pmu-exporter carries the file capability
@@ -40,6 +44,16 @@ mapfile -t sources < <(apt-get indextargets --format 'deb $(REPO_URI) $(RELEASE)
 
 rm -rf "$out/rootfs" "$out/rootfs.tar"
 mkdir -p "$out"
+cache_hooks=()
+if [[ -n ${PMU_IMAGE_APT_CACHE:-} ]]; then
+  mkdir -p "$PMU_IMAGE_APT_CACHE"
+  cache_hooks=(
+    --skip=essential/unlink
+    --setup-hook='mkdir -p "$1/var/cache/apt/archives"'
+    --setup-hook="sync-in $PMU_IMAGE_APT_CACHE /var/cache/apt/archives"
+    --customize-hook="sync-out /var/cache/apt/archives $PMU_IMAGE_APT_CACHE"
+  )
+fi
 # essential: Essential:yes packages only (no apt, no init); the package and
 # its dependencies on top. Documentation and locales are left out but for
 # the copyright files.
@@ -50,13 +64,33 @@ mmdebstrap --quiet --variant=essential --mode=root --format=directory \
   --customize-hook="echo 'pmu-exporter:x:$kUid:$kUid:pmu-exporter:/nonexistent:/usr/sbin/nologin' >>\"\$1/etc/passwd\"" \
   --customize-hook="echo 'pmu-exporter:x:$kUid:' >>\"\$1/etc/group\"" \
   --customize-hook='setcap cap_perfmon=ep "$1/usr/bin/pmu-exporter"' \
-  --customize-hook='rm -rf "$1/var/cache/apt" "$1/var/lib/apt/lists" "$1/var/log/"*' \
+  "${cache_hooks[@]}" \
+  --customize-hook='rm -rf "$1/var/log/"*' \
   "$suite" "$out/rootfs" "${sources[@]}"
 
 getcap "$out/rootfs/usr/bin/pmu-exporter" | grep -q cap_perfmon ||
   { echo "build-image: the file capability did not stick" >&2; exit 1; }
 tar --create --file="$out/rootfs.tar" --directory="$out/rootfs" --numeric-owner \
   --xattrs --xattrs-include='security.capability' .
+
+profile=/usr/share/containers/seccomp.json
+if [[ -f $profile ]]; then
+  python3 - "$profile" "$out/seccomp.json" <<'PY'
+import json, sys
+profile = json.load(open(sys.argv[1]))
+rules = profile["syscalls"]
+if not any("perf_event_open" in r["names"] and "CAP_PERFMON" in r.get("includes", {}).get("caps", [])
+           for r in rules):
+    rules.append({"names": ["perf_event_open"], "action": "SCMP_ACT_ALLOW",
+                  "includes": {"caps": ["CAP_PERFMON"]}, "excludes": {}})
+    # The rule denying it to containers without CAP_SYS_ADMIN must not
+    # deny it to those holding CAP_PERFMON.
+    for r in rules:
+        if "perf_event_open" in r["names"] and r["action"] == "SCMP_ACT_ERRNO":
+            r.setdefault("excludes", {}).setdefault("caps", []).append("CAP_PERFMON")
+json.dump(profile, open(sys.argv[2], "w"), indent=1)
+PY
+fi
 
 if command -v podman >/dev/null 2>&1; then
   podman import --quiet \
