@@ -223,16 +223,17 @@ deb_scripts() {
 # lintian as Debian runs it on uploads, plus pedantic and experimental tags:
 # no error and no warning may remain; info and pedantic tags are printed.
 lint() {
-  local work=$1 deb out
+  local work=$1 deb out rc=0
   deb=$(deb_of "$work")
   need lintian
-  out=$(lintian -EvIL +pedantic --no-tag-display-limit "$deb" 2>&1) || true
+  # Exit status: non-zero on an error or warning tag (--fail-on) and when
+  # the package could not be processed at all.
+  out=$(lintian -EvIL +pedantic --tag-display-limit 0 --fail-on error,warning "$deb" 2>&1) || rc=$?
   echo "$out"
   local bad
   bad=$(grep -E '^[EW]: ' <<<"$out" || true)
-  [[ -z $bad ]] || fail "lintian errors or warnings: $bad"
-  grep -q "Checking $(basename "$deb")\|Processing binary package pmu-exporter" <<<"$out" ||
-    fail "lintian did not check the package"
+  [[ -z $bad && $rc -eq 0 ]] || fail "lintian exited $rc; errors or warnings: $bad"
+  echo "lintian $(lintian --print-version): no error, no warning"
 }
 
 # The shipped binary carries the hardening a Release build asks for: PIE,
@@ -254,10 +255,18 @@ hardening() {
   local fortified
   fortified=$(grep -oE '__[a-z_]+_chk' <<<"$symbols" | grep -v __stack_chk | sort -u | tr '\n' ' ')
   [[ -n $fortified ]] || fail "no fortified libc calls (__*_chk): built without _FORTIFY_SOURCE"
-  local cet
-  cet=$(readelf -nW "$binary" | grep -o 'x86 feature: .*' || echo "no x86 feature note (some object lacks -fcf-protection)")
+  # -fcf-protection: Debian 12's Scrt1.o carries no CET property note, so
+  # the linked binary never has one; the landing pads it puts at every
+  # indirect-branch target are the evidence instead.
+  local cet="no x86 CET (not x86-64)"
+  if [[ $(readelf -hW "$binary") == *X86-64* ]] && command -v objdump >/dev/null 2>&1; then
+    local pads
+    pads=$(objdump -d --no-show-raw-insn "$binary" | grep -c endbr64 || true)
+    ((pads >= 100)) || fail "only $pads endbr64 landing pads: built without -fcf-protection"
+    cet="$pads endbr64 landing pads"
+  fi
   if command -v hardening-check >/dev/null 2>&1; then
-    hardening-check "$binary" || fail "hardening-check reports a missing protection"
+    hardening-check --nocfprotection "$binary" || fail "hardening-check reports a missing protection"
   fi
   echo "PIE, RELRO, BIND_NOW, stack protector, fortified: $fortified; $cet"
 }
