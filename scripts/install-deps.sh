@@ -9,7 +9,7 @@ PACKAGES="cmake make g++ pkg-config git libpfm4-dev libspdlog-dev prometheus-cpp
 libtomlplusplus-dev libsystemd-dev libgtest-dev libgmock-dev libbenchmark-dev
 libcrypt-dev prometheus curl openssl clang-format g++-aarch64-linux-gnu libssl-dev zlib1g-dev dpkg-dev
 systemd man-db python3 clang llvm libbpf-dev bpftool libelf-dev
-lintian python3-yaml systemd-container debootstrap mmdebstrap podman libcap2-bin"
+lintian python3-yaml systemd-container debootstrap mmdebstrap podman runc libcap2-bin"
 
 missing=""
 for p in $PACKAGES "$@"; do

@@ -42,7 +42,13 @@ mapfile -t sources < <(apt-get indextargets --format 'deb $(REPO_URI) $(RELEASE)
                          'Created-By: Packages' | sort -u)
 [[ ${#sources[@]} -gt 0 ]] || { echo "build-image: apt has no sources" >&2; exit 1; }
 
-rm -rf "$out/rootfs" "$out/rootfs.tar"
+# A build killed half-way can leave /proc or /sys mounted in the old tree:
+# never descend into a mount while clearing it.
+if findmnt -rn -o TARGET | grep -q "^$(realpath -m "$out/rootfs")/"; then
+  echo "build-image: something is mounted below $out/rootfs; unmount it first" >&2
+  exit 1
+fi
+rm -rf --one-file-system "$out/rootfs" "$out/rootfs.tar"
 mkdir -p "$out"
 cache_hooks=()
 if [[ -n ${PMU_IMAGE_APT_CACHE:-} ]]; then
@@ -57,8 +63,17 @@ fi
 # essential: Essential:yes packages only (no apt, no init); the package and
 # its dependencies on top. Documentation and locales are left out but for
 # the copyright files.
-mmdebstrap --quiet --variant=essential --mode=root --format=directory \
-  --include="$deb" \
+# dpkg runs chrooted: the .deb named by --include must exist at the same
+# path inside the rootfs while it installs; a directory under /tmp holds it
+# on both sides.
+staging=$(mktemp -d /tmp/pmu-exporter-image.XXXXXX)
+trap 'rm -rf "$staging"' EXIT
+cp "$deb" "$staging/"
+staged=$staging/$(basename "$deb")
+mmdebstrap --variant=essential --mode=root --format=directory \
+  --include="$staged" \
+  --setup-hook="mkdir -p \"\$1$staging\" && cp \"$staged\" \"\$1$staging/\"" \
+  --customize-hook="rm -rf \"\$1$staging\"" \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --customize-hook="echo 'pmu-exporter:x:$kUid:$kUid:pmu-exporter:/nonexistent:/usr/sbin/nologin' >>\"\$1/etc/passwd\"" \
@@ -94,13 +109,13 @@ fi
 
 if command -v podman >/dev/null 2>&1; then
   podman import --quiet \
-    --change "USER=$kUid:$kUid" \
-    --change 'ENTRYPOINT=["/usr/bin/pmu-exporter"]' \
-    --change 'CMD=["--config", "/etc/pmu-exporter/config.toml"]' \
-    --change 'EXPOSE=9842/tcp' \
-    --change "LABEL=org.opencontainers.image.title=pmu-exporter" \
-    --change "LABEL=org.opencontainers.image.version=$version" \
-    --change "LABEL=org.opencontainers.image.licenses=Apache-2.0" \
+    --change "USER $kUid:$kUid" \
+    --change 'ENTRYPOINT ["/usr/bin/pmu-exporter"]' \
+    --change 'CMD ["--config", "/etc/pmu-exporter/config.toml"]' \
+    --change 'EXPOSE 9842/tcp' \
+    --change "LABEL org.opencontainers.image.title=pmu-exporter" \
+    --change "LABEL org.opencontainers.image.version=$version" \
+    --change "LABEL org.opencontainers.image.licenses=Apache-2.0" \
     "$out/rootfs.tar" "$image" >/dev/null
   echo "build-image: imported $image ($(podman image inspect --format '{{.Size}}' "$image") bytes)"
 else

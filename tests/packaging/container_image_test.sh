@@ -97,6 +97,7 @@ scrape_check() {  # URL
 
 # --- podman ------------------------------------------------------------------------
 podman_reason=""
+started=no
 if ! command -v podman >/dev/null 2>&1; then
   podman_reason="podman is not installed"
 elif ! podman image exists "$tag"; then
@@ -111,13 +112,35 @@ cleanup() {
   [[ -n ${nspawn_pid:-} ]] && { kill "$nspawn_pid" 2>/dev/null; wait "$nspawn_pid" 2>/dev/null; } || true
 }
 trap cleanup EXIT
-if [[ -z $podman_reason ]]; then
+# Resource limits at or below this shell's hard limits: podman's defaults
+# raise them, which needs CAP_SYS_RESOURCE (absent when this runs in a
+# container itself).
+nofile=$(( $(ulimit -Hn) < 16384 ? $(ulimit -Hn) : 16384 ))
+nproc=$(ulimit -Hu)
+[[ $nproc == unlimited || $nproc -gt 4096 ]] && nproc=4096
+runtime_note=""
+podman_run() {  # extra podman options...
   # --read-only-tmpfs=false: not even /tmp or /run writable. The seccomp
   # profile is podman's own plus perf_event_open for CAP_PERFMON.
-  if podman run --detach --name "$name" --read-only --read-only-tmpfs=false \
-       --cap-drop=all --cap-add=CAP_PERFMON --security-opt "seccomp=$out/seccomp.json" \
-       --volume "$work/image-config.toml:/etc/pmu-exporter/config.toml:ro" \
-       --publish 127.0.0.1::9842 "$tag" >"$work/podman-run.log" 2>&1; then
+  podman "$@" run --detach --name "$name" --read-only --read-only-tmpfs=false \
+    --cap-drop=all --cap-add=CAP_PERFMON --security-opt "seccomp=$out/seccomp.json" \
+    --ulimit "nofile=$nofile:$nofile" --ulimit "nproc=$nproc:$nproc" \
+    --volume "$work/image-config.toml:/etc/pmu-exporter/config.toml:ro" \
+    --publish 127.0.0.1::9842 "$tag" >"$work/podman-run.log" 2>&1
+}
+if [[ -z $podman_reason ]]; then
+  started=no
+  if podman_run; then
+    started=yes
+  elif grep -q 'hybrid mode not supported' "$work/podman-run.log" && command -v runc >/dev/null 2>&1; then
+    # crun refuses a hybrid cgroup layout whose v2 part has controllers;
+    # runc (Debian's runc package) runs there.
+    podman rm -f "$name" >/dev/null 2>&1 || true
+    runtime_note=" (runtime runc: crun refuses this host's hybrid cgroup layout)"
+    podman_run --runtime runc && started=yes
+  fi
+fi
+if [[ -z $podman_reason && $started == yes ]]; then
     port=$(podman port "$name" 9842/tcp | sed 's/.*://')
     pid=$(podman inspect --format '{{.State.Pid}}' "$name")
     [[ $(podman inspect --format '{{.Config.User}}' "$name") == "$kUid:$kUid" ]] ||
@@ -128,14 +151,13 @@ if [[ -z $podman_reason ]]; then
       { podman logs "$name"; exit 1; }
     read -r uid capeff rss <<<"$(check_process "$pid")"
     [[ $uid == "$kUid" ]] || fail "the daemon runs as UID $uid, not $kUid"
-    podman exec "$name" /bin/sh -c 'touch /probe' 2>/dev/null && fail "the root filesystem is writable"
-    log "podman: per-CPU cpu-clock on $cpus CPUs; UID $uid, CapEff $capeff, no_new_privs off, read-only root; RSS $rss"
+    podman exec --user 0 "$name" /bin/sh -c 'touch /probe' 2>/dev/null && fail "the root filesystem is writable"
+    log "podman$runtime_note: per-CPU cpu-clock on $cpus CPUs; UID $uid, CapEff $capeff, no_new_privs off, read-only root; RSS $rss"
     podman stop -t 5 "$name" >/dev/null
     log "passed under podman in $((SECONDS - start)) s"
     exit 0
-  fi
-  podman_reason="podman run failed: $(tail -n 3 "$work/podman-run.log" | tr '\n' ' ')"
 fi
+[[ -n $podman_reason ]] || podman_reason="podman run failed: $(tail -n 3 "$work/podman-run.log" | tr '\n' ' ')"
 
 # --- systemd-nspawn fallback -------------------------------------------------------------
 command -v systemd-nspawn >/dev/null 2>&1 || skip "$podman_reason, and systemd-nspawn is not installed"
