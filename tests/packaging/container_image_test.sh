@@ -37,9 +37,11 @@ done
 /usr/bin/python3 -c 'import yaml' 2>/dev/null || skip "python3-yaml is not installed"
 
 start=$SECONDS
-out=$work/image
+# The rootfs (about 120 MB) lives outside the build tree, for this run only.
+out=$(mktemp -d /var/tmp/pmu-image-test.XXXXXX)
 tag=localhost/pmu-exporter-test:$$
 mkdir -p "$kCache"
+trap 'findmnt -rn -o TARGET | grep -q "^$out/" || rm -rf --one-file-system "$out"' EXIT
 (
   flock 9
   PMU_IMAGE_APT_CACHE=$kCache/image-archives \
@@ -110,6 +112,8 @@ cleanup() {
     podman rmi -f "$tag" >/dev/null 2>&1 || true
   }
   [[ -n ${nspawn_pid:-} ]] && { kill "$nspawn_pid" 2>/dev/null; wait "$nspawn_pid" 2>/dev/null; } || true
+  # Never into a mount a killed build may have left behind.
+  findmnt -rn -o TARGET | grep -q "^$out/" || rm -rf --one-file-system "$out"
 }
 trap cleanup EXIT
 # Resource limits at or below this shell's hard limits: podman's defaults

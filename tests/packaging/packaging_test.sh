@@ -47,7 +47,7 @@ deb_of() {
 # CPACK_STRIP_FILES asks of that pre-install path, is requested directly.
 build_deb() {
   local cpack=$1 build=$2 work=$3 tool
-  rm -rf "$work"
+  rm -rf --one-file-system "$work"
   mkdir -p "$work"
   for tool in dpkg-deb dpkg-shlibdeps; do
     command -v "$tool" >/dev/null 2>&1 ||

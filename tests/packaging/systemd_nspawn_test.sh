@@ -86,7 +86,11 @@ prepare_rootfs() {
   if [[ ! -f $rootfs/.complete ]]; then
     archive_reachable || skip "no cached rootfs in $rootfs and $mirror is unreachable"
     log "debootstrap $suite from $mirror into $rootfs (first run only)"
-    rm -rf "$rootfs.new"
+    # debootstrap mounts /proc and /sys in its target; a killed run can
+    # leave them there. Never delete through a mount.
+    findmnt -rn -o TARGET | grep -q "^$rootfs.new/" &&
+      fail "something is still mounted below $rootfs.new (a killed debootstrap?): unmount it"
+    rm -rf --one-file-system "$rootfs.new"
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,curl,procps \
       --cache-dir="$kCache/archives" "$suite" "$rootfs.new" "$mirror" \
       >"$kCache/debootstrap.log" 2>&1 ||
@@ -129,7 +133,7 @@ cleanup() {
     kill -KILL "$nspawn_pid" 2>/dev/null || true
     wait "$nspawn_pid" 2>/dev/null || true
   fi
-  rm -rf "$tmp"
+  findmnt -rn -o TARGET | grep -q "^$tmp/" || rm -rf --one-file-system "$tmp"
 }
 trap cleanup EXIT
 cp -a --reflink=auto "$rootfs" "$tmp/root"
