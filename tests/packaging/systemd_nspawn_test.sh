@@ -29,7 +29,7 @@
 # otherwise it prints why and exits 77 (skipped).
 #
 # Two settings are shortened for the test only, in a runtime drop-in that the
-# package never sees: WatchdogSec=3s and RestartSec=1s, so that the watchdog
+# package never sees: WatchdogSec=5s and RestartSec=1s, so that the watchdog
 # restart takes seconds instead of a minute.
 set -euo pipefail
 
@@ -200,7 +200,7 @@ log "installed $(basename "$deb"); unit disabled and inactive"
 # Test-only speed-ups (see the header), in /run so that purge is judged on
 # what the package and the administrator's enable leave.
 ct mkdir -p /run/systemd/system/pmu-exporter.service.d
-printf '[Service]\nWatchdogSec=3s\nRestartSec=1s\n' |
+printf '[Service]\nWatchdogSec=5s\nRestartSec=1s\n' |
   ct tee /run/systemd/system/pmu-exporter.service.d/50-test-speed.conf >/dev/null
 ct systemctl daemon-reload
 
@@ -295,6 +295,43 @@ ct journalctl -u "$kUnit" -o cat --no-pager | grep -qi 'watchdog timeout' ||
 (($(show NRestarts) > restarts_before)) || fail "NRestarts did not grow"
 metrics >/dev/null || fail "/metrics does not answer after the watchdog restart"
 log "watchdog restarted the stopped daemon in $((SECONDS - t0)) s (PID $main_pid -> $new_pid)"
+
+# --- tracepoint and msr events under the unit ----------------------------------------
+# Only where this daemon build resolves them (sysfs PMU and tracepoint
+# events): the msr PMU's tsc needs nothing beyond CAP_PERFMON; a tracepoint
+# needs tracefs mounted and its id files readable, which for the dynamic
+# user takes the drop-in README.md documents (CAP_DAC_READ_SEARCH).
+probe=/root/probe.toml
+printf '[[events]]\nname = "sched_switch"\nevent = "sched:sched_switch"\n[[events]]\nname = "tsc"\nevent = "msr/tsc/"\n' |
+  ct tee "$probe" >/dev/null
+if ! probe_out=$(ct pmu-exporter --check-config --config "$probe" 2>&1); then
+  log "tracepoint/msr events: not checked, this daemon build rejects them: ${probe_out%%$'\n'*}"
+else
+  ct sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing' ||
+    fail "cannot mount tracefs in the container"
+  printf '[Service]\nAmbientCapabilities=CAP_PERFMON CAP_DAC_READ_SEARCH\nCapabilityBoundingSet=CAP_PERFMON CAP_DAC_READ_SEARCH\n' |
+    ct tee /run/systemd/system/pmu-exporter.service.d/60-tracepoints.conf >/dev/null
+  ct cp "$conf" /root/config.toml.orig
+  ct sh -c "cat $probe >>$conf"
+  ct systemctl daemon-reload
+  ct systemctl restart "$kUnit"
+  out=""
+  for _ in $(seq 50); do
+    out=$(metrics || true)
+    grep -q 'event="sched_switch"' <<<"$out" && grep -q 'event="tsc"' <<<"$out" && break
+    sleep 0.2
+  done
+  for event in sched_switch tsc; do
+    series=$(grep -E "^pmu_events_total\{.*event=\"$event\"" <<<"$out" || true)
+    [[ $(grep -c . <<<"$series") -eq $cpus ]] || fail "$event under the unit: expected $cpus per-CPU series, got: $series"
+    awk '{ if ($NF <= 0) exit 1 }' <<<"$series" || fail "$event counted nothing under the unit: $series"
+  done
+  ct rm /run/systemd/system/pmu-exporter.service.d/60-tracepoints.conf
+  ct cp /root/config.toml.orig "$conf"
+  ct systemctl daemon-reload
+  ct systemctl restart "$kUnit"
+  log "sched:sched_switch (tracefs, with the CAP_DAC_READ_SEARCH drop-in) and msr/tsc/ count per CPU under the unit"
+fi
 
 # --- stop: clean and fast ------------------------------------------------------------
 t0=$(date +%s%N)
