@@ -44,8 +44,10 @@ mkdir -p "$kCache"
 trap 'findmnt -rn -o TARGET | grep -q "^$out/" || rm -rf --one-file-system "$out"' EXIT
 (
   flock 9
+  # Without the lock's fd 9: mmdebstrap hands apt a descriptor number for
+  # dash to write to (cat >&N), and dash accepts single digits only.
   PMU_IMAGE_APT_CACHE=$kCache/image-archives \
-    "$src/packaging/container/build-image.sh" "$deb" "$out" "$tag" >"$work/image.log" 2>&1
+    "$src/packaging/container/build-image.sh" "$deb" "$out" "$tag" >"$work/image.log" 2>&1 9>&-
 ) 9>"$kCache/image.lock" || {
   rc=$?
   cat "$work/image.log"
