@@ -41,7 +41,7 @@ start=$SECONDS
 out=$(mktemp -d /var/tmp/pmu-image-test.XXXXXX)
 tag=localhost/pmu-exporter-test:$$
 mkdir -p "$kCache"
-trap 'findmnt -rn -o TARGET | grep -q "^$out/" || rm -rf --one-file-system "$out"' EXIT
+trap 'grep -q "^$out/" <<<"$(findmnt -rn -o TARGET)" || rm -rf --one-file-system "$out"' EXIT
 (
   flock 9
   # Without the lock's fd 9: mmdebstrap hands apt a descriptor number for
@@ -68,7 +68,7 @@ chmod 0644 "$work/image-config.toml"
 
 # The rootfs as shipped: unprivileged user, capability on the binary only.
 grep -q "^pmu-exporter:x:$kUid:$kUid:" "$out/rootfs/etc/passwd" || fail "no pmu-exporter user in the image"
-getcap "$out/rootfs/usr/bin/pmu-exporter" | grep -q 'cap_perfmon[=+]ep' ||
+grep -q 'cap_perfmon[=+]ep' <<<"$(getcap "$out/rootfs/usr/bin/pmu-exporter")" ||
   fail "the binary lacks the cap_perfmon file capability: $(getcap "$out/rootfs/usr/bin/pmu-exporter")"
 
 # What the running daemon must show, whichever runtime started it.
@@ -115,7 +115,7 @@ cleanup() {
   }
   [[ -n ${nspawn_pid:-} ]] && { kill "$nspawn_pid" 2>/dev/null; wait "$nspawn_pid" 2>/dev/null; } || true
   # Never into a mount a killed build may have left behind.
-  findmnt -rn -o TARGET | grep -q "^$out/" || rm -rf --one-file-system "$out"
+  grep -q "^$out/" <<<"$(findmnt -rn -o TARGET)" || rm -rf --one-file-system "$out"
 }
 trap cleanup EXIT
 # Resource limits at or below this shell's hard limits: podman's defaults

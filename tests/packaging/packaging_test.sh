@@ -247,9 +247,9 @@ hardening() {
   local binary=$work/root/usr/bin/pmu-exporter dynamic symbols
   dynamic=$(readelf -dW "$binary")
   symbols=$(readelf --dyn-syms -W "$binary")
-  readelf -hW "$binary" | grep -q 'Type: *DYN' || fail "not a position-independent executable"
+  grep -q 'Type: *DYN' <<<"$(readelf -hW "$binary")" || fail "not a position-independent executable"
   grep -Eq 'FLAGS_1.*PIE' <<<"$dynamic" || fail "no PIE flag in the dynamic section"
-  readelf -lW "$binary" | grep -q GNU_RELRO || fail "no GNU_RELRO segment (-z relro)"
+  grep -q GNU_RELRO <<<"$(readelf -lW "$binary")" || fail "no GNU_RELRO segment (-z relro)"
   grep -Eq '\(FLAGS\).*BIND_NOW|\(FLAGS_1\).*NOW' <<<"$dynamic" || fail "no BIND_NOW (-z now)"
   grep -q '__stack_chk_fail' <<<"$symbols" || fail "no __stack_chk_fail: built without a stack protector"
   local fortified

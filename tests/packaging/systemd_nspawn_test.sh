@@ -97,7 +97,7 @@ prepare_rootfs() {
     log "debootstrap $suite from $mirror into $rootfs (first run only)"
     # debootstrap mounts /proc and /sys in its target; a killed run can
     # leave them there. Never delete through a mount.
-    findmnt -rn -o TARGET | grep -q "^$rootfs.new/" &&
+    grep -q "^$rootfs.new/" <<<"$(findmnt -rn -o TARGET)" &&
       fail "something is still mounted below $rootfs.new (a killed debootstrap?): unmount it"
     rm -rf --one-file-system "$rootfs.new"
     debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,curl,procps \
@@ -142,7 +142,7 @@ cleanup() {
     kill -KILL "$nspawn_pid" 2>/dev/null || true
     wait "$nspawn_pid" 2>/dev/null || true
   fi
-  findmnt -rn -o TARGET | grep -q "^$tmp/" || rm -rf --one-file-system "$tmp"
+  grep -q "^$tmp/" <<<"$(findmnt -rn -o TARGET)" || rm -rf --one-file-system "$tmp"
 }
 trap cleanup EXIT
 cp -a --reflink=auto "$rootfs" "$tmp/root"
@@ -307,7 +307,9 @@ for _ in $(seq 400); do
   sleep 0.1
 done
 [[ $new_pid != "$main_pid" && $new_pid != 0 ]] || fail "no restart after kill -STOP (MainPID $new_pid)"
-ct journalctl -u "$kUnit" -o cat --no-pager | grep -qi 'watchdog timeout' ||
+# (grep reads a captured journal: grep -q on a pipe would end journalctl
+# with SIGPIPE, which pipefail reports as a failure.)
+grep -qi 'watchdog timeout' <<<"$(ct journalctl -u "$kUnit" -o cat --no-pager)" ||
   fail "the restart was not the watchdog's"
 (($(show NRestarts) > restarts_before)) || fail "NRestarts did not grow"
 metrics >/dev/null || fail "/metrics does not answer after the watchdog restart"
@@ -360,7 +362,7 @@ t0=$(date +%s%N)
 ct systemctl stop "$kUnit"
 stop_ms=$((($(date +%s%N) - t0) / 1000000))
 [[ $(show Result) == success ]] || fail "stop result $(show Result)"
-ct journalctl -u "$kUnit" -o cat --no-pager | tail -n 5 | grep -qi 'SIGKILL\|timed out' &&
+grep -qi 'SIGKILL\|timed out' <<<"$(ct journalctl -u "$kUnit" -o cat --no-pager | tail -n 5)" &&
   fail "stop needed SIGKILL"
 ((stop_ms < 3000)) || fail "stop took $stop_ms ms"
 log "stopped cleanly in $stop_ms ms"
