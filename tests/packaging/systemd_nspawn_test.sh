@@ -328,7 +328,7 @@ printf '[[events]]\nname = "sched_switch"\nevent = "sched:sched_switch"\n[[event
 probe_out=$(ct pmu-exporter --check-config --config "$probe" 2>&1 || true)
 # A build without sysfs PMU and tracepoint resolution hands these names to
 # libpfm4, which cannot encode them.
-if [[ $probe_out != "config OK"* ]] || grep -q "cannot encode event '\(sched:sched_switch\|msr/tsc/\)'" <<<"$probe_out"; then
+if ! grep -q '^config OK' <<<"$probe_out" || grep -q "cannot encode event '\(sched:sched_switch\|msr/tsc/\)'" <<<"$probe_out"; then
   log "tracepoint/msr events: not checked, this daemon build does not resolve them: $(grep -m1 -i 'cannot encode\|error' <<<"$probe_out" || echo "$probe_out")"
 else
   ct sh -c 'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing' ||
