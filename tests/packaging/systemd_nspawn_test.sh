@@ -339,10 +339,19 @@ else
   ct sh -c "cat $probe >>$conf"
   ct systemctl daemon-reload
   ct systemctl restart "$kUnit"
+  # Until every CPU has counted both (a CPU may see no switch in the first
+  # sampling interval).
+  counted() {
+    local e s
+    for e in sched_switch tsc; do
+      s=$(grep -E "^pmu_events_total\{.*event=\"$e\"" <<<"$1" || true)
+      [[ $(grep -c . <<<"$s") -eq $cpus ]] && awk '{ if ($NF <= 0) exit 1 }' <<<"$s" || return 1
+    done
+  }
   out=""
-  for _ in $(seq 50); do
+  for _ in $(seq 100); do
     out=$(metrics || true)
-    grep -q 'event="sched_switch"' <<<"$out" && grep -q 'event="tsc"' <<<"$out" && break
+    counted "$out" && break
     sleep 0.2
   done
   for event in sched_switch tsc; do
