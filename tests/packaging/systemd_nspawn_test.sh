@@ -12,6 +12,9 @@
 #   - kill -STOP of the main PID ends in a watchdog restart;
 #   - `systemctl stop` is clean and fast;
 #   - `systemd-analyze security` rates the unit at most 2.0 (inside, online);
+#   - sched:sched_switch (with tracefs mounted and the documented
+#     CAP_DAC_READ_SEARCH drop-in) and msr/tsc/ count per CPU under the unit,
+#     where the daemon build resolves such events;
 #   - remove masks the unit, purge leaves nothing behind (no enable symlink,
 #     no deb-systemd-helper state, no files), and a reinstall comes back
 #     disabled.
