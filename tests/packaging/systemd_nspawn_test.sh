@@ -250,7 +250,21 @@ capeff=$(awk '/^CapEff:/ { print $2 }' <<<"$status")
 [[ $((16#$capeff)) -eq $((1 << 38)) ]] || fail "effective capabilities $capeff, expected CAP_PERFMON only (1<<38)"
 ncpu=$(ct nproc --all)
 online=$(ct cat /sys/devices/system/cpu/online)
-out=$(metrics) || fail "/metrics does not answer"
+# A CPU may see no context switch in the first sampling interval: scrape
+# until every CPU has counted both (or give up after 10 s and report).
+per_cpu_counted() {
+  local e s
+  for e in cpu-clock context-switches; do
+    s=$(grep -E "^pmu_events_total\{.*event=\"$e\"" <<<"$1" || true)
+    [[ -n $s ]] && awk '{ if ($NF <= 0) exit 1 }' <<<"$s" || return 1
+  done
+}
+out=""
+for _ in $(seq 50); do
+  out=$(metrics) || fail "/metrics does not answer"
+  per_cpu_counted "$out" && break
+  sleep 0.2
+done
 for event in cpu-clock context-switches; do
   series=$(grep -E "^pmu_events_total\\{.*event=\"$event\"" <<<"$out" || true)
   cpus=$(grep -oE 'cpu="[0-9]+"' <<<"$series" | sort -u | wc -l)
