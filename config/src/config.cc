@@ -150,10 +150,10 @@ std::string UnknownKeyMessage(std::string_view key, std::span<const std::string_
     }
   }
   std::string message = "unknown key '" + Shortened(key) + "'";
-  if (!best.empty()) return message + " (did you mean '" + std::string(best) + "'?)";
+  if (!best.empty()) return message + " (did you mean '" + Shortened(best) + "'?)";
   message += " (known keys: ";
   for (size_t i = 0; i < known.size(); ++i) {
-    message += (i == 0 ? "" : ", ") + std::string(known[i]);
+    message += (i == 0 ? "" : ", ") + Shortened(known[i]);
   }
   return message + ")";
 }

@@ -68,8 +68,6 @@ void Service::Build(const config::Config& config, sampling::Pipeline* previous,
                     std::unique_ptr<metrics::DerivedEngine>* engine,
                     std::unique_ptr<attribution::CgroupAttribution>* cgroups) {
   auto fresh = std::make_unique<sampling::Pipeline>(config, sys_, PipelineOptionsFor(), previous);
-  auto derived = std::make_unique<metrics::DerivedEngine>(config, fresh->plan(),
-                                                          fresh->selected_cpus(), previous_engine);
   // A host where nothing may be opened must not look like a host without a
   // PMU: refuse to start (or to reload) with what is missing.
   const collectors::EventPlan& plan = fresh->plan();
@@ -80,6 +78,8 @@ void Service::Build(const config::Config& config, sampling::Pipeline* previous,
   if (!plan.permission_problem.empty()) {
     spdlog::warn("some events cannot be opened: {}", plan.permission_problem);
   }
+  auto derived = std::make_unique<metrics::DerivedEngine>(config, fresh->plan(),
+                                                          fresh->selected_cpus(), previous_engine);
   fresh->AddObserver(derived.get());
   // [cgroups]: its own counters and rescans, read after every round.
   std::unique_ptr<attribution::CgroupAttribution> attributed;
