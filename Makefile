@@ -99,4 +99,5 @@ fuzz:
 # must return to their start; prints the figures.
 SOAK_SECONDS ?= 60
 soak: build
+	@scripts/install-deps.sh wrk
 	python3 scripts/soak.py --binary $(BUILD)/daemon/pmu-exporter --seconds $(SOAK_SECONDS)

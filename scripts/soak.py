@@ -68,8 +68,9 @@ def scrape(port, path="/metrics", timeout=5):
         conn.close()
 
 
-def python_load(port, stop, counts):
-    """Keep-alive scrapes, new connections and malformed requests."""
+def python_load(port, stop, counts, keepalive_clients):
+    """Keep-alive scrapes (keepalive_clients threads) and, beside them,
+    connections sending malformed or oversized requests."""
     def keepalive():
         while not stop.is_set():
             try:
@@ -99,7 +100,7 @@ def python_load(port, stop, counts):
                 pass
             i += 1
 
-    threads = [threading.Thread(target=keepalive) for _ in range(4)]
+    threads = [threading.Thread(target=keepalive) for _ in range(keepalive_clients)]
     threads.append(threading.Thread(target=hostile))
     for t in threads:
         t.start()
@@ -146,10 +147,11 @@ def main():
             wrk = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{args.seconds}s",
                                     f"http://127.0.0.1:{port}/metrics"],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            load = "wrk -t2 -c64"
+            threads = python_load(port, stop, counts, 0)
+            load = "wrk -t2 -c64 + 1 hostile client"
         else:
-            threads = python_load(port, stop, counts)
-            load = "python keep-alive x4 + hostile x1"
+            threads = python_load(port, stop, counts, 4)
+            load = "4 python keep-alive clients + 1 hostile client"
 
         last = {}
         scrapes = checker_failures = decreases = reloads = 0
@@ -188,7 +190,8 @@ def main():
             out, _ = wrk.communicate(timeout=args.seconds + 30)
             m = re.search(r"Requests/sec:\s*(\S+)", out)
             n = re.search(r"(\d+) requests in", out)
-            load_summary = f"{n.group(1) if n else '?'} requests, {m.group(1) if m else '?'}/s"
+            load_summary = (f"{n.group(1) if n else '?'} requests, {m.group(1) if m else '?'}/s, "
+                            f"{counts['hostile']} hostile connections")
         else:
             load_summary = (f"{counts['requests']} requests, {counts['errors']} client errors, "
                             f"{counts['hostile']} hostile connections")
