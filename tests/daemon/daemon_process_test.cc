@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -200,6 +204,37 @@ TEST(DaemonOnce, StopsOnSigtermAndSigintEvenWithAnHourLongInterval) {
     EXPECT_EQ(*status, 128 + sig) << daemon.Stderr();
     EXPECT_EQ(daemon.Stdout(), "") << "a half-measured exposition was printed";
   }
+}
+
+// CPU time (user + system) of a process, in clock ticks.
+long CpuTicks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stol(field);
+  }
+  return ticks;
+}
+
+// Item 4, the environment's duration: a huge WATCHDOG_USEC overflowed the
+// heartbeat and main-loop timeouts (the daemon spun at 125% CPU and ignored
+// SIGTERM).
+TEST(DaemonOnce, HugeWatchdogIntervalStillServesAndStops) {
+  TempDir dir;
+  const std::string config = dir.Write("c.toml", Config(dir, 0, kInterval));
+  Child daemon({DaemonBinary(), "--config", config}, {"WATCHDOG_USEC=9223372036854775807"});
+  const auto port = WaitForPortFile(dir.path() + "/port", 10s);
+  ASSERT_TRUE(port) << daemon.Stderr();
+  const long before = CpuTicks(daemon.pid());
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(CpuTicks(daemon.pid()) - before, sysconf(_SC_CLK_TCK) / 2) << "spinning";
+  EXPECT_EQ(HttpGet("127.0.0.1", *port, "/metrics").status, 200) << daemon.Stderr();
+  const auto status = daemon.Signal(SIGTERM, 3s);
+  ASSERT_TRUE(status) << "did not stop";
+  EXPECT_EQ(*status, 0) << daemon.Stderr();
 }
 
 // Item 5: a FIFO as --config blocked forever; /dev/zero read until memory
