@@ -1,11 +1,13 @@
 #include "fuzz_support.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
+#include <set>
 #include <stdexcept>
+#include <string>
 
 namespace pmu::fuzz {
 namespace {
@@ -13,8 +15,13 @@ namespace {
 struct Root {
   std::string path;
   Root() {
+    // Memory-backed when the host has /dev/shm: the parsers open and read
+    // the file on every run.
     const char* tmp = std::getenv("TMPDIR");
-    std::string pattern = std::string(tmp != nullptr ? tmp : "/tmp") + "/pmu-fuzz-XXXXXX";
+    const std::string base = tmp != nullptr                  ? tmp
+                             : access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                                                             : "/tmp";
+    std::string pattern = base + "/pmu-fuzz-XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
     path = pattern;
   }
@@ -32,10 +39,19 @@ const std::string& FakeRoot() {
 }
 
 void WriteFakeFile(const std::string& relative, const uint8_t* data, size_t size) {
+  static std::set<std::string> made;  // directories already created
   const std::filesystem::path path = std::filesystem::path(FakeRoot()) / relative;
-  std::filesystem::create_directories(path.parent_path());
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  if (made.insert(path.parent_path().string()).second) {
+    std::filesystem::create_directories(path.parent_path());
+  }
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) throw std::runtime_error("cannot write " + path.string());
+  for (size_t done = 0; done < size;) {
+    const ssize_t n = write(fd, data + done, size - done);
+    if (n <= 0) break;
+    done += static_cast<size_t>(n);
+  }
+  close(fd);
 }
 
 }  // namespace pmu::fuzz
