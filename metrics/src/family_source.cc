@@ -185,11 +185,10 @@ class EventFamilySource final : public FamilySource {
         out.Sample(std::span<const Label>(labels), ev.supported ? 1 : 0);
       }
     }
+    out.Family("pmu_exporter_build_info", "Version and revision of pmu-exporter.",
+               MetricType::kGauge);
+    out.Sample({{"revision", kRevision}, {"version", kVersion}}, 1);
   }
-  out.Family("pmu_exporter_build_info", "Version and revision of pmu-exporter.",
-             MetricType::kGauge);
-  out.Sample({{"revision", kRevision}, {"version", kVersion}}, 1);
-}
 };
 
 // A CPU that has (or had) a sampler: its sampler counters exist, and stay
