@@ -291,6 +291,18 @@ double Gauge(const std::string& exposition, const std::string& name) {
   return found.size() == 1 ? found[0].value : -1;
 }
 
+// The exposition once `name` reads `value` (rounds publish on the
+// aggregator's own clock), or the last one after 5 s.
+std::string RenderedOnceItSays(const Service& service, const std::string& name, double value) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  std::string text = service.RenderMetrics();
+  while (Gauge(text, name) != value && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    text = service.RenderMetrics();
+  }
+  return text;
+}
+
 // Issue 11 item 1: when even the old endpoint cannot be bound again, the
 // daemon says so (log + pmu_exporter_endpoint_listening 0), keeps retrying,
 // and the next reload binds even without a [web] change.
@@ -317,8 +329,7 @@ TEST(ServiceReload, LostEndpointIsReportedRetriedAndRestored) {
   EXPECT_THROW(service.Reload(next), std::runtime_error);
   EXPECT_FALSE(service.endpoint_listening());
   EXPECT_FALSE(service.RetryEndpoint()) << "bound although the port is taken";
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // rounds publish
-  const std::string down = service.RenderMetrics();
+  const std::string down = RenderedOnceItSays(service, "pmu_exporter_endpoint_listening", 0);
   EXPECT_EQ(Gauge(down, "pmu_exporter_endpoint_listening"), 0) << down;
   EXPECT_GE(Gauge(down, "pmu_exporter_endpoint_bind_failures_total"), 2) << down;
   EXPECT_GE(Gauge(down, "pmu_exporter_http_requests_total"), 1)
@@ -340,8 +351,9 @@ TEST(ServiceReload, LostEndpointIsReportedRetriedAndRestored) {
   thief.Release();
   EXPECT_TRUE(service.RetryEndpoint());
   EXPECT_EQ(pmu::testing::HttpGet("127.0.0.1", port, "/metrics").status, 200);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(Gauge(service.RenderMetrics(), "pmu_exporter_endpoint_listening"), 1);
+  EXPECT_EQ(Gauge(RenderedOnceItSays(service, "pmu_exporter_endpoint_listening", 1),
+                  "pmu_exporter_endpoint_listening"),
+            1);
   service.Stop();
 }
 
