@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: all deps configure build run test stress bench bench-rseq bench-web bench-cgroups hw-check package image clean
+.PHONY: all deps configure build run test stress bench bench-rseq bench-web bench-cgroups hw-check package image clean fuzz soak
 
 all: build
 
@@ -87,3 +87,24 @@ clean:
 .PHONY: check-aarch64
 check-aarch64:
 	tests/rseq/check_aarch64.sh . $(BUILD)/aarch64-check
+
+# libFuzzer over every target in fuzz/ (HTTP request parser, config loader,
+# /proc and /sys parsers), FUZZ_SECONDS each, in a separate clang build with
+# ASan+UBSan. Prints executions per target (also in $(FUZZ_BUILD)/fuzz-results.md);
+# fails when a target crashed. `make test` replays the seed corpora with g++.
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/install-deps.sh clang
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DPMU_FUZZ=ON -DPMU_SANITIZE=address -DPMU_BUILD_TESTS=OFF -DPMU_BUILD_BENCH=OFF $(CMAKE_ARGS)
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+	scripts/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# A bounded load run (SOAK_SECONDS, default 60) against the built daemon with
+# a checker scraping every 100 ms: no counter may decrease, RSS and open fds
+# must return to their start; prints the figures.
+SOAK_SECONDS ?= 60
+soak: build
+	@scripts/install-deps.sh wrk
+	python3 scripts/soak.py --binary $(BUILD)/daemon/pmu-exporter --seconds $(SOAK_SECONDS)

@@ -8,3 +8,11 @@ elseif(PMU_SANITIZE STREQUAL "thread")
 elseif(NOT PMU_SANITIZE STREQUAL "")
   message(FATAL_ERROR "PMU_SANITIZE must be '', 'address' or 'thread', not '${PMU_SANITIZE}'")
 endif()
+
+# PMU_FUZZ: every library gets libFuzzer's coverage instrumentation.
+if(PMU_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "PMU_FUZZ needs clang (make fuzz sets CC=clang CXX=clang++)")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link)
+endif()

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -15,13 +14,6 @@
 
 namespace pmu::collectors {
 namespace {
-
-std::string ReadParanoid() {
-  std::ifstream in("/proc/sys/kernel/perf_event_paranoid");
-  std::string value;
-  if (!(in >> value)) return "unknown";
-  return value;
-}
 
 bool IsHardwareType(uint32_t type) {
   return type != PERF_TYPE_SOFTWARE && type != PERF_TYPE_TRACEPOINT && type != PERF_TYPE_BREAKPOINT;
@@ -47,10 +39,7 @@ std::string DescribeOpenError(const std::string& event, const perf_event_attr& a
       return "event '" + event + "' is not supported by this kernel (" + std::strerror(err) + ")";
     case EACCES:
     case EPERM:
-      return "event '" + event + "': permission denied (" + std::strerror(err) +
-             "): CPU-wide counting needs CAP_PERFMON (or CAP_SYS_ADMIN before Linux 5.8) "
-             "or kernel.perf_event_paranoid <= 0; perf_event_paranoid is " +
-             ReadParanoid();
+      return "event '" + event + "': " + DescribePermissionDenied(err, ReadPermissionFacts());
     case EMFILE:
       return "event '" + event +
              "': too many open files (EMFILE): raise the RLIMIT_NOFILE "
@@ -89,8 +78,9 @@ uint64_t EnsureFdLimit(size_t cpus, size_t events, size_t reserve) {
 
 namespace {
 
-// Probes `ev` CPU-wide on `cpu`; fills supported/unsupported_reason.
-void Probe(PlannedEvent& ev, PerfSyscalls& sys, int cpu) {
+// Probes `ev` CPU-wide on `cpu`; fills supported/unsupported_reason/failure
+// and, for the first permission refusal, *permission_problem.
+void Probe(PlannedEvent& ev, PerfSyscalls& sys, int cpu, std::string* permission_problem) {
   perf_event_attr probe = ev.attr;
   int fd = sys.Open(&probe, -1, cpu, -1, 0);
   if (fd >= 0) {
@@ -100,8 +90,15 @@ void Probe(PlannedEvent& ev, PerfSyscalls& sys, int cpu) {
   }
   int err = -fd;
   ev.unsupported_reason = DescribeOpenError(ev.event, ev.attr, err);
-  if (err == ENOENT || err == EOPNOTSUPP || err == ENODEV) {
+  const PermissionFacts facts = ReadPermissionFacts();
+  ev.failure = ClassifyOpenError(err, facts);
+  if (ev.failure == OpenFailure::kNotSupported) {
     spdlog::warn("event {}: unsupported: {}", ev.name, ev.unsupported_reason);
+  } else if (ev.failure == OpenFailure::kPermission || ev.failure == OpenFailure::kSeccomp) {
+    // The explanation once, in permission_problem; one short line each.
+    spdlog::warn("event {}: cannot be opened: {} ({})", ev.name, std::strerror(err),
+                 ToString(ev.failure));
+    if (permission_problem->empty()) *permission_problem = DescribePermissionDenied(err, facts);
   } else {
     spdlog::error("event {}: cannot be opened: {}", ev.name, ev.unsupported_reason);
   }
@@ -189,6 +186,7 @@ EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscal
     } catch (const EventSpecError& e) {
       base.unsupported_reason = "event '" + spec.event + "': " + e.what() +
                                 (e.IsConfigError() ? " (see pmu-exporter --list-events)" : "");
+      base.failure = OpenFailure::kNotSupported;
       spdlog::warn("event {}: {}: {}", spec.name,
                    e.IsConfigError() ? "invalid" : "not countable on this host",
                    base.unsupported_reason);
@@ -210,9 +208,10 @@ EventPlan BuildEventPlan(const std::vector<config::EventSpec>& specs, PerfSyscal
       ev.label_by_die = ev.scope == EventScope::kUnit && OnePerDie(ev.cpus, plan.locations);
       if (ev.cpu_source != PmuCpuSource::kAny && ev.cpus.empty()) {
         ev.unsupported_reason = "event '" + spec.event + "': PMU '" + ev.pmu + "' lists no CPU";
+        ev.failure = OpenFailure::kNotSupported;
         spdlog::warn("event {}: unsupported: {}", ev.name, ev.unsupported_reason);
       } else {
-        Probe(ev, sys, ev.cpus.empty() ? probe_cpu : ev.cpus.front());
+        Probe(ev, sys, ev.cpus.empty() ? probe_cpu : ev.cpus.front(), &plan.permission_problem);
       }
       plan.events.push_back(std::move(ev));
     }

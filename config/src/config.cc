@@ -3,7 +3,10 @@
 #include "pmu/config/config.h"
 
 #include <crypt.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -84,21 +87,53 @@ std::string FormatWhat(const std::string& file, int line, int column, const std:
 }
 
 // Optimal string alignment distance (Levenshtein plus adjacent transpositions,
-// so "lsiten" is one edit from "listen").
-size_t EditDistance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+// so "lsiten" is one edit from "listen"), capped: any distance above `cap`
+// comes back as cap + 1. Only the diagonal band |i - j| <= cap can hold a
+// distance within the cap, so the cost is O(|a| x (2 cap + 1)) time and
+// O(|b|) memory, whatever the lengths (a 20,000-character name once took
+// gigabytes with the full matrix).
+size_t EditDistance(std::string_view a, std::string_view b, size_t cap) {
+  const size_t too_far = cap + 1;
+  const size_t length_gap = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+  if (length_gap > cap) return too_far;
+  // Three rolling rows: i - 2 (for transpositions), i - 1 and i.
+  std::vector<size_t> before(b.size() + 1, too_far);
+  std::vector<size_t> previous(b.size() + 1, too_far);
+  std::vector<size_t> current(b.size() + 1, too_far);
+  for (size_t j = 0; j <= std::min(b.size(), cap); ++j) previous[j] = j;
   for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + substitution});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    std::fill(current.begin(), current.end(), too_far);
+    const size_t from = i > cap ? i - cap : 0;
+    const size_t to = std::min(b.size(), i + cap);
+    size_t row_best = too_far;
+    for (size_t j = from; j <= to; ++j) {
+      size_t d = too_far;
+      if (j == 0) {
+        d = i;
+      } else {
+        const size_t substitution = a[i - 1] == b[j - 1] ? 0 : 1;
+        d = std::min({previous[j] + 1, current[j - 1] + 1, previous[j - 1] + substitution});
+        if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+          d = std::min(d, before[j - 2] + 1);
+        }
       }
+      current[j] = std::min(d, too_far);
+      row_best = std::min(row_best, current[j]);
     }
+    if (row_best > cap) return too_far;  // every path already costs more
+    std::swap(before, previous);
+    std::swap(previous, current);
   }
-  return d[a.size()][b.size()];
+  return std::min(previous[b.size()], too_far);
+}
+
+// A name as quoted in a message: long ones are cut (a message repeats no
+// 20,000-character key).
+std::string Shortened(std::string_view name) {
+  constexpr size_t kMaxQuoted = 64;
+  if (name.size() <= kMaxQuoted) return std::string(name);
+  return std::string(name.substr(0, kMaxQuoted)) + "... (" + std::to_string(name.size()) +
+         " bytes)";
 }
 
 // Suggests the closest known key within edit distance 2, unless that would
@@ -108,17 +143,17 @@ std::string UnknownKeyMessage(std::string_view key, std::span<const std::string_
   std::string_view best;
   size_t best_distance = kMaxSuggestionDistance + 1;
   for (std::string_view candidate : known) {
-    const size_t distance = EditDistance(key, candidate);
+    const size_t distance = EditDistance(key, candidate, kMaxSuggestionDistance);
     if (distance < best_distance && 2 * distance < candidate.size()) {
       best = candidate;
       best_distance = distance;
     }
   }
-  std::string message = "unknown key '" + std::string(key) + "'";
-  if (!best.empty()) return message + " (did you mean '" + std::string(best) + "'?)";
+  std::string message = "unknown key '" + Shortened(key) + "'";
+  if (!best.empty()) return message + " (did you mean '" + Shortened(best) + "'?)";
   message += " (known keys: ";
   for (size_t i = 0; i < known.size(); ++i) {
-    message += (i == 0 ? "" : ", ") + std::string(known[i]);
+    message += (i == 0 ? "" : ", ") + Shortened(known[i]);
   }
   return message + ")";
 }
@@ -167,6 +202,23 @@ bool IsDerivedName(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
   });
+}
+
+// A character RFC 3986 allows in a URI path (pchar or '/'): what a scraper
+// can send unescaped and an HTML attribute can hold without escaping.
+bool IsPathChar(char c) {
+  if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("-._~!$&'()*+,;=:@/%").find(c) != std::string_view::npos;
+}
+
+// "'x'" for a printable character, "byte 0x00" for anything else.
+std::string DescribeByte(char c) {
+  const auto byte = static_cast<unsigned char>(c);
+  if (byte > 0x20 && byte < 0x7f) return "'" + std::string(1, c) + "'";
+  if (byte == 0x20) return "spaces";
+  char hex[16];
+  std::snprintf(hex, sizeof(hex), "byte 0x%02x", byte);
+  return hex;
 }
 
 std::string JoinKey(const std::string& path, std::string_view key) {
@@ -274,9 +326,12 @@ class Validator {
         Fail(metrics_path->source(), "exporter.metrics_path",
              "metrics_path '" + value + "' must start with '/', e.g. \"/metrics\"");
       }
-      if (value.find_first_of(" \t\r\n?#") != std::string::npos) {
+      const auto bad = std::find_if_not(value.begin(), value.end(), IsPathChar);
+      if (bad != value.end()) {
         Fail(metrics_path->source(), "exporter.metrics_path",
-             "metrics_path '" + value + "' must not contain spaces, '?' or '#'");
+             "metrics_path must not contain " + DescribeByte(*bad) +
+                 " (allowed: letters, digits and -._~!$&'()*+,;=:@/%; no spaces, control "
+                 "characters, '?' or '#')");
       }
       out.metrics_path = value;
     }
@@ -302,9 +357,7 @@ class Validator {
       }
       out.min_running_ratio = value;
     }
-    if (const auto* interval = String(table, path, "interval", "\"1s\"")) {
-      out.interval = ParseValue(*interval, "sampling.interval", ParseDuration);
-    }
+    Duration(table, path, "interval", "\"1s\"", kMinInterval, kMaxInterval, out.interval);
     if (const auto* cpus = String(table, path, "cpus", "\"all\" or \"0-3,8\"")) {
       if (cpus->get() == "all") {
         out.all_cpus = true;
@@ -351,6 +404,23 @@ class Validator {
          "unknown " + noun + " '" + value.get() + "' (expected " + expected + ")");
   }
 
+  // A duration string `name` in [lo, hi] stored into `out`; left alone when
+  // absent. Out of range: an error at the value naming both bounds.
+  void Duration(const toml::table& table, const std::string& path, std::string_view name,
+                std::string_view example, std::chrono::nanoseconds lo, std::chrono::nanoseconds hi,
+                std::chrono::nanoseconds& out) const {
+    const auto* value = String(table, path, name, example);
+    if (value == nullptr) return;
+    const std::string key = JoinKey(path, name);
+    const std::chrono::nanoseconds parsed = ParseValue(*value, key, ParseDuration);
+    if (parsed < lo || parsed > hi) {
+      Fail(value->source(), key,
+           std::string(name) + " '" + value->get() + "' is out of range [" + FormatDuration(lo) +
+               ", " + FormatDuration(hi) + "]");
+    }
+    out = parsed;
+  }
+
   // An integer value `name` in [lo, hi] stored into `out`; left alone when absent.
   void Integer(const toml::table& table, const std::string& path, std::string_view name, int64_t lo,
                int64_t hi, int& out) const {
@@ -385,12 +455,9 @@ class Validator {
     }
     Integer(table, path, "max_connections", 1, 65536, out.max_connections);
     Integer(table, path, "max_request_bytes", 1024, 1 << 20, out.max_request_bytes);
-    if (const auto* t = String(table, path, "request_timeout", "\"10s\"")) {
-      out.request_timeout = ParseValue(*t, "web.request_timeout", ParseDuration);
-    }
-    if (const auto* t = String(table, path, "idle_timeout", "\"60s\"")) {
-      out.idle_timeout = ParseValue(*t, "web.idle_timeout", ParseDuration);
-    }
+    Duration(table, path, "request_timeout", "\"10s\"", kMinTimeout, kMaxTimeout,
+             out.request_timeout);
+    Duration(table, path, "idle_timeout", "\"60s\"", kMinTimeout, kMaxTimeout, out.idle_timeout);
     if (const toml::node* users = table.get("users")) out.users = ReadWebUsers(*users);
   }
 
@@ -754,8 +821,9 @@ class Validator {
   const ParseContext& context_;
 };
 
-struct FileCloser {
-  void operator()(std::FILE* file) const { std::fclose(file); }
+struct ScopedFd {
+  int fd;
+  ~ScopedFd() { close(fd); }
 };
 
 [[noreturn]] void ThrowUnreadable(const std::string& path, int error) {
@@ -817,8 +885,139 @@ Config DefaultConfig() {
   return config;
 }
 
+size_t FindInvalidUtf8(std::string_view text) {
+  const auto byte = [&text](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto continuation = [&](size_t i) { return i < text.size() && (byte(i) & 0xC0) == 0x80; };
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = byte(i);
+    if (lead < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    unsigned char low = 0x80;  // bounds of the second byte (RFC 3629's table)
+    unsigned char high = 0xBF;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      if (lead == 0xE0) low = 0xA0;   // overlong
+      if (lead == 0xED) high = 0x9F;  // surrogates
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      if (lead == 0xF0) low = 0x90;   // overlong
+      if (lead == 0xF4) high = 0x8F;  // above U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + 1 >= text.size() || byte(i + 1) < low || byte(i + 1) > high) return i;
+    for (size_t k = 2; k < length; ++k) {
+      if (!continuation(i + k)) return i;
+    }
+    i += length;
+  }
+  return std::string_view::npos;
+}
+
+namespace {
+
+// The offset of the first non-ASCII byte outside strings and comments, or
+// npos. TOML 1.0 allows non-ASCII text only inside strings and comments (bare
+// keys are ASCII); Debian's toml++ 3.3.0 reaches TOML_UNREACHABLE (undefined
+// behaviour) on a non-ASCII bare key such as "a\xc8\x99= 1", so such bytes
+// never reach it. Strings are tracked as TOML spells them: basic "..." with
+// backslash escapes, literal '...', and their multi-line forms.
+size_t FindNonAsciiOutsideStrings(std::string_view text) {
+  enum class State { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral };
+  State state = State::kCode;
+  const auto at = [&text](size_t i, std::string_view s) { return text.substr(i, s.size()) == s; };
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    switch (state) {
+      case State::kCode:
+        if (static_cast<unsigned char>(c) >= 0x80) return i;
+        if (c == '#') {
+          state = State::kComment;
+        } else if (at(i, "\"\"\"")) {
+          state = State::kMultiBasic;
+          i += 2;
+        } else if (at(i, "'''")) {
+          state = State::kMultiLiteral;
+          i += 2;
+        } else if (c == '"') {
+          state = State::kBasic;
+        } else if (c == '\'') {
+          state = State::kLiteral;
+        }
+        break;
+      case State::kComment:
+        if (c == '\n') state = State::kCode;
+        break;
+      case State::kBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (c == '"' || c == '\n') {
+          state = State::kCode;
+        }
+        break;
+      case State::kLiteral:
+        if (c == '\'' || c == '\n') state = State::kCode;
+        break;
+      case State::kMultiBasic:
+        if (c == '\\') {
+          ++i;
+        } else if (at(i, "\"\"\"")) {
+          state = State::kCode;
+          i += 2;
+        }
+        break;
+      case State::kMultiLiteral:
+        if (at(i, "'''")) {
+          state = State::kCode;
+          i += 2;
+        }
+        break;
+    }
+  }
+  return std::string_view::npos;
+}
+
+// Line and column (in characters, as an editor counts) of byte `offset`; the
+// text before it is valid UTF-8.
+std::pair<int, int> Position(std::string_view text, size_t offset) {
+  int line = 1;
+  int column = 1;
+  for (size_t i = 0; i < offset && i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else if ((c & 0xC0) != 0x80) {
+      ++column;
+    }
+  }
+  return {line, column};
+}
+
+}  // namespace
+
 Config ParseConfig(std::string_view toml_text, const std::string& source_name,
                    const ParseContext& context) {
+  if (const size_t bad = FindInvalidUtf8(toml_text); bad != std::string_view::npos) {
+    const auto [line, column] = Position(toml_text, bad);
+    char hex[8];
+    std::snprintf(hex, sizeof(hex), "0x%02x", static_cast<unsigned char>(toml_text[bad]));
+    throw ConfigError(
+        source_name, line, column, "",
+        std::string("invalid UTF-8 (byte ") + hex + "): the configuration must be UTF-8 text");
+  }
+  if (const size_t bad = FindNonAsciiOutsideStrings(toml_text); bad != std::string_view::npos) {
+    const auto [line, column] = Position(toml_text, bad);
+    throw ConfigError(source_name, line, column, "",
+                      "invalid TOML: a non-ASCII character outside a string or comment (keys "
+                      "without quotes are ASCII letters, digits, '_' and '-')");
+  }
   toml::table root;
   try {
     root = toml::parse(toml_text, std::string_view(source_name));
@@ -831,17 +1030,41 @@ Config ParseConfig(std::string_view toml_text, const std::string& source_name,
 }
 
 Config LoadConfigFile(const std::string& path, const ParseContext& context) {
-  errno = 0;
-  const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) ThrowUnreadable(path, errno);
-  std::string text;
-  std::array<char, 8192> buffer;
-  while (true) {
-    const size_t n = std::fread(buffer.data(), 1, buffer.size(), file.get());
-    text.append(buffer.data(), n);
-    if (n < buffer.size()) break;
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; the type check
+  // below refuses it (and every other non-regular file) before any read.
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) ThrowUnreadable(path, errno);
+  const ScopedFd closer{fd};
+  struct stat st {};
+  if (fstat(fd, &st) != 0) ThrowUnreadable(path, errno);
+  if (S_ISDIR(st.st_mode)) ThrowUnreadable(path, EISDIR);
+  if (!S_ISREG(st.st_mode)) {
+    throw ConfigError(path, 0, 0, "",
+                      "cannot read config file: not a regular file (a FIFO, socket or device "
+                      "cannot be a configuration)");
   }
-  if (std::ferror(file.get()) != 0) ThrowUnreadable(path, errno != 0 ? errno : EIO);
+  const auto too_large = [&path](uint64_t size) {
+    return ConfigError(path, 0, 0, "",
+                       "cannot read config file: " + std::to_string(size) +
+                           " bytes is larger than the limit of " + std::to_string(kMaxConfigBytes) +
+                           " bytes");
+  };
+  if (static_cast<uint64_t>(st.st_size) > kMaxConfigBytes) {
+    throw too_large(static_cast<uint64_t>(st.st_size));
+  }
+  // Read at most one byte past the limit: a file that grows while it is
+  // read is refused too, never read without bound.
+  std::string text(kMaxConfigBytes + 1, '\0');
+  size_t have = 0;
+  while (have < text.size()) {
+    const ssize_t n = read(fd, text.data() + have, text.size() - have);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) ThrowUnreadable(path, errno);
+    if (n == 0) break;
+    have += static_cast<size_t>(n);
+  }
+  if (have > kMaxConfigBytes) throw too_large(have);
+  text.resize(have);
   return ParseConfig(text, path, context);
 }
 

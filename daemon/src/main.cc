@@ -12,7 +12,6 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
-#include <thread>
 
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/pfm.h"
@@ -126,6 +125,7 @@ void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
       return;
     }
     if (sig == SIGHUP) Reload(service, config_path, notifier);
+    service.RetryEndpoint();  // no-op while the endpoint listens
     if (watchdog) {
       const bool healthy =
           service.PipelineHeartbeatAge() < duration_cast<nanoseconds>(*watchdog) / 2;
@@ -145,10 +145,37 @@ void MainLoop(pmu::daemon::Service& service, const std::string& config_path,
   }
 }
 
+// Waits up to `duration` for SIGINT or SIGTERM (blocked in every thread, so
+// only a wait collects them); returns the signal, or 0 when none came.
+int WaitForStopSignal(std::chrono::nanoseconds duration) {
+  using namespace std::chrono;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  const auto deadline = steady_clock::now() + duration;
+  for (;;) {
+    const nanoseconds left = deadline - steady_clock::now();
+    if (left <= nanoseconds(0)) return 0;
+    const timespec timeout{static_cast<time_t>(left.count() / 1000000000),
+                           static_cast<long>(left.count() % 1000000000)};
+    const int sig = sigtimedwait(&set, nullptr, &timeout);
+    if (sig > 0) return sig;
+    if (errno != EINTR && errno != EAGAIN) return 0;
+  }
+}
+
 int RunOnce(const pmu::config::Config& config) {
   pmu::daemon::Service service(config);
   service.Start();
-  std::this_thread::sleep_for(config.sampling.interval);
+  // The interval between the two readings: SIGINT/SIGTERM end it (and the
+  // run, without output) however long it is.
+  if (const int sig = WaitForStopSignal(config.sampling.interval)) {
+    spdlog::info("{} received, stopping before the second reading",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+    service.Stop();
+    return 128 + sig;
+  }
   service.SampleOnce();
   std::cout << service.RenderMetrics();
   service.Stop();

@@ -4,6 +4,8 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -15,7 +17,10 @@ Notifier::Notifier() {
   uint64_t usec = 0;
   // Checks WATCHDOG_PID too, when set, so a child does not feed our watchdog.
   if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
-    watchdog_ = std::chrono::microseconds(usec);
+    // Bounded like every configured duration, so watchdog/4 heartbeats and
+    // the main loop's timeouts cannot overflow (WATCHDOG_USEC is a uint64).
+    constexpr uint64_t kMaxUsec = 24ull * 3600 * 1000 * 1000;
+    watchdog_ = std::chrono::microseconds(static_cast<int64_t>(std::min(usec, kMaxUsec)));
   }
 }
 

@@ -1,11 +1,12 @@
 #include "pmu/daemon/service.h"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 
@@ -28,6 +29,11 @@ std::string MetricsPageHtml(const std::string& metrics_path) {
          web::HtmlEscape(metrics_path) + "\">Metrics</a></p></body></html>\n";
 }
 
+// Settings that only a new server (a new socket) can apply.
+bool SameEndpoint(const config::Config& a, const config::Config& b) {
+  return a.exporter.listen == b.exporter.listen && a.web == b.web;
+}
+
 void AddEndpoint(metrics::EndpointStats& into, const web::HttpServer::Stats& s) {
   into.requests += s.requests;
   into.connections_accepted += s.connections_accepted;
@@ -39,7 +45,10 @@ void AddEndpoint(metrics::EndpointStats& into, const web::HttpServer::Stats& s) 
 }  // namespace
 
 Service::Service(config::Config config, collectors::PerfSyscalls& sys, std::string root)
-    : config_(std::move(config)), sys_(sys), root_(std::move(root)) {
+    : config_(std::move(config)),
+      sys_(sys),
+      root_(std::move(root)),
+      metrics_path_(config_.exporter.metrics_path) {
   status_.last_reload_success_unix_seconds = UnixSeconds();
 }
 
@@ -59,6 +68,16 @@ void Service::Build(const config::Config& config, sampling::Pipeline* previous,
                     std::unique_ptr<metrics::DerivedEngine>* engine,
                     std::unique_ptr<attribution::CgroupAttribution>* cgroups) {
   auto fresh = std::make_unique<sampling::Pipeline>(config, sys_, PipelineOptionsFor(), previous);
+  // A host where nothing may be opened must not look like a host without a
+  // PMU: refuse to start (or to reload) with what is missing.
+  const collectors::EventPlan& plan = fresh->plan();
+  if (!plan.events.empty() && plan.SupportedCount() == 0 && !plan.permission_problem.empty()) {
+    throw std::runtime_error("none of the " + std::to_string(plan.events.size()) +
+                             " configured events can be opened: " + plan.permission_problem);
+  }
+  if (!plan.permission_problem.empty()) {
+    spdlog::warn("some events cannot be opened: {}", plan.permission_problem);
+  }
   auto derived = std::make_unique<metrics::DerivedEngine>(config, fresh->plan(),
                                                           fresh->selected_cpus(), previous_engine);
   fresh->AddObserver(derived.get());
@@ -112,11 +131,15 @@ void Service::Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
   latest_ = std::move(out);
 }
 
+// Totals over every server since Serve(), also while none listens (the
+// counters continue; the gauge says the endpoint is down).
 std::optional<metrics::EndpointStats> Service::EndpointTotals() const {
+  if (!serving_) return std::nullopt;
   std::lock_guard lock(server_mutex_);
-  if (!server_) return std::nullopt;
   metrics::EndpointStats totals = retired_endpoint_;
-  AddEndpoint(totals, server_->stats());
+  if (server_) AddEndpoint(totals, server_->stats());
+  totals.listening = endpoint_up_;
+  totals.bind_failures = bind_failures_;
   return totals;
 }
 
@@ -160,7 +183,7 @@ std::string Service::url() const {
          std::to_string(bound_port_) + config_.exporter.metrics_path;
 }
 
-std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int* port) {
+std::unique_ptr<web::HttpServer> Service::MakeServer(const config::Config& config) {
   web::HttpServerOptions options;
   options.host = config.exporter.listen.host;
   options.ipv6 = config.exporter.listen.ipv6;
@@ -180,8 +203,10 @@ std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int
       return checker->Check(user, password);
     };
   }
-  const std::string metrics_path = config.exporter.metrics_path;
-  auto handler = [this, metrics_path](const web::HttpRequest& request) {
+  // The path is read per request, so a reload that changes only
+  // metrics_path needs no new socket.
+  auto handler = [this](const web::HttpRequest& request) {
+    const std::string metrics_path = MetricsPath();
     web::HttpResponse response;
     if (request.path == metrics_path) {
       // One rendering (and one gzip copy) per snapshot, shared by every request.
@@ -203,17 +228,114 @@ std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int
     }
     return response;
   };
-  auto server = std::make_unique<web::HttpServer>(options, handler, authenticator);
+  return std::make_unique<web::HttpServer>(options, handler, authenticator);
+}
+
+std::unique_ptr<web::HttpServer> Service::Bind(const config::Config& config, int* port) {
+  if (before_bind_) before_bind_();
+  auto server = MakeServer(config);
   *port = server->port();
   if (!config.exporter.port_file.empty()) WritePortFile(config.exporter.port_file, *port);
   server->Start();
   return server;
 }
 
+std::string Service::MetricsPath() const {
+  std::lock_guard lock(status_mutex_);
+  return metrics_path_;
+}
+
+void Service::SetMetricsPath(const std::string& path) {
+  std::lock_guard lock(status_mutex_);
+  metrics_path_ = path;
+}
+
 void Service::Serve() {
   SetServer(Bind(config_, &bound_port_));
+  endpoint_config_ = config_;
+  endpoint_up_ = true;
+  serving_ = true;
   spdlog::info("serving {}", url());
   pipeline_->Start();
+}
+
+std::unique_ptr<web::HttpServer> Service::Rebind(const config::Config& next, int* port) {
+  if (!server_) return Bind(next, port);  // nothing listens: nothing to free first
+  if (next.exporter.listen != endpoint_config_->exporter.listen) {
+    // Another address: the new server listens and serves before the caller
+    // closes the old one, so no scrape finds neither.
+    return Bind(next, port);
+  }
+  // The same address must be freed before it can be bound again. First
+  // prove that the new settings load (certificate, key, limits) on a free
+  // port of the same host, so that once the old server is closed only a
+  // lost race for the port can fail.
+  config::Config bind_to = next;
+  {
+    config::Config probe = next;
+    probe.exporter.listen.port = 0;
+    MakeServer(probe);
+  }
+  // An ephemeral port stays the port already handed out.
+  bind_to.exporter.listen.port = static_cast<uint16_t>(bound_port_);
+  StopServer();
+  try {
+    return Bind(bind_to, port);
+  } catch (const std::exception& e) {
+    // Put the old endpoint back; if even that fails the daemon says so and
+    // keeps trying (RetryEndpoint).
+    RestoreEndpoint();
+    throw;
+  }
+}
+
+void Service::RestoreEndpoint() {
+  config::Config old = *endpoint_config_;
+  old.exporter.listen.port = static_cast<uint16_t>(bound_port_);
+  try {
+    SetServer(Bind(old, &bound_port_));
+  } catch (const std::exception& e) {
+    EndpointLost(e.what());
+  }
+}
+
+void Service::EndpointLost(const std::string& why) {
+  endpoint_config_.reset();
+  endpoint_up_ = false;
+  ++bind_failures_;
+  spdlog::critical(
+      "the metrics endpoint is DOWN: no socket listens ({}); retrying every second until "
+      "{} can be bound",
+      why, config_.exporter.listen.ToString());
+  last_retry_log_ = std::chrono::steady_clock::now();
+}
+
+bool Service::RetryEndpoint() {
+  if (!serving_ || server_) return true;
+  config::Config bind_to = config_;
+  if (bound_port_ != 0 && bind_to.exporter.listen.port == 0) {
+    bind_to.exporter.listen.port = static_cast<uint16_t>(bound_port_);
+  }
+  try {
+    SetServer(Bind(bind_to, &bound_port_));
+  } catch (const std::exception& e) {
+    ++bind_failures_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_retry_log_ >= std::chrono::seconds(30)) {
+      spdlog::critical("the metrics endpoint is still DOWN: {}", e.what());
+      last_retry_log_ = now;
+    }
+    return false;
+  }
+  endpoint_config_ = bind_to;
+  endpoint_up_ = true;
+  spdlog::warn("the metrics endpoint is back: serving {}", url());
+  return true;
+}
+
+bool Service::endpoint_listening() const {
+  std::lock_guard lock(server_mutex_);
+  return server_ != nullptr;
 }
 
 std::chrono::nanoseconds Service::PipelineHeartbeatAge() const {
@@ -239,13 +361,14 @@ void Service::RecordFailedReload() {
 }
 
 void Service::Reload(const config::Config& next) {
-  const bool serving = server_ != nullptr;
+  const bool serving = serving_;
   // The samplers read once more on their own threads and a last round takes
   // those readings in, so the totals carried over are current.
   pipeline_->Stop(/*final_reading=*/serving);
   if (!serving) pipeline_->SampleNow();
   // Everything that can fail happens before anything is swapped, so a
-  // failure leaves the old configuration running untouched.
+  // failure leaves the old configuration running (and its endpoint serving,
+  // unless even rebinding the old one failed: then RetryEndpoint goes on).
   std::unique_ptr<sampling::Pipeline> fresh;
   std::unique_ptr<metrics::DerivedEngine> engine;
   std::unique_ptr<attribution::CgroupAttribution> cgroups;
@@ -253,26 +376,17 @@ void Service::Reload(const config::Config& next) {
   int port = bound_port_;
   try {
     Build(next, pipeline_.get(), derived_.get(), &fresh, &engine, &cgroups);
-    const bool same_address = next.exporter.listen == config_.exporter.listen;
-    const bool rebind = !same_address ||
-                        next.exporter.metrics_path != config_.exporter.metrics_path ||
-                        !(next.web == config_.web);
-    if (rebind && serving) {
-      config::Config bind_to = next;
-      if (same_address) {
-        // The same address must be freed before it can be bound again; an
-        // ephemeral port stays the port already handed out.
-        StopServer();
-        bind_to.exporter.listen.port = static_cast<uint16_t>(bound_port_);
-      }
-      server = Bind(bind_to, &port);
-    } else if (!next.exporter.port_file.empty() &&
+    // Compared with what really listens: after a lost endpoint there is
+    // nothing to compare with, and the endpoint is bound anew.
+    const bool rebind = serving && (!endpoint_config_ || !SameEndpoint(*endpoint_config_, next));
+    if (rebind) {
+      server = Rebind(next, &port);
+    } else if (serving && !next.exporter.port_file.empty() &&
                next.exporter.port_file != config_.exporter.port_file) {
       WritePortFile(next.exporter.port_file, bound_port_);
     }
   } catch (const std::exception&) {
     RecordFailedReload();
-    if (serving && !server_) SetServer(Bind(config_, &bound_port_));
     if (serving) pipeline_->Start();
     throw;
   }
@@ -283,11 +397,15 @@ void Service::Reload(const config::Config& next) {
     cgroups_ = std::move(cgroups);
   }
   if (server) {
+    // Only now is the old server closed: the new one already serves.
     StopServer();
     SetServer(std::move(server));
     bound_port_ = port;
+    endpoint_config_ = next;
+    endpoint_up_ = true;
   }
   config_ = next;
+  SetMetricsPath(next.exporter.metrics_path);
   {
     std::lock_guard lock(status_mutex_);
     status_.last_reload_successful = true;
@@ -318,6 +436,7 @@ void Service::StopServer() {
 }
 
 void Service::Stop() {
+  serving_ = false;
   if (pipeline_) pipeline_->Stop();
   StopServer();
   std::unique_lock lock(pipeline_mutex_);
@@ -328,13 +447,32 @@ void Service::Stop() {
 
 void WritePortFile(const std::string& path, int port) {
   const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << port << '\n';
-    if (!out.flush()) throw std::runtime_error("cannot write port file " + tmp);
+  const std::string text = std::to_string(port) + "\n";
+  // Every failure removes the temporary file and names the reason (a full
+  // disk reads "No space left on device").
+  const auto fail = [&tmp](const std::string& what, int err) {
+    unlink(tmp.c_str());
+    throw std::runtime_error("cannot " + what + " port file " + tmp + ": " + std::strerror(err));
+  };
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    throw std::runtime_error("cannot create port file " + tmp + ": " + std::strerror(errno));
+  size_t written = 0;
+  while (written < text.size()) {
+    const ssize_t n = write(fd, text.data() + written, text.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      close(fd);
+      fail("write", err);
+    }
+    written += static_cast<size_t>(n);
   }
+  if (close(fd) != 0) fail("write", errno);  // NFS and friends report late
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+    const int err = errno;
+    unlink(tmp.c_str());
+    throw std::runtime_error("cannot rename " + tmp + " to " + path + ": " + std::strerror(err));
   }
 }
 

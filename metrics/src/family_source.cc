@@ -167,15 +167,22 @@ class EventFamilySource final : public FamilySource {
     }
     out.Family("pmu_event_supported",
                "1 if the configured event can be counted on this host, 0 if not (then it is "
-               "never exported as a count).",
+               "never exported as a count); reason on 0: unsupported (the host cannot count "
+               "it), permission (perf_event_paranoid or a missing CAP_PERFMON), seccomp (a "
+               "seccomp filter refuses perf_event_open) or error.",
                MetricType::kGauge);
     if (have) {
       for (const auto& ev : snap->plan->events) {
-        if (ev.pmu.empty()) {
-          out.Sample({{"event", ev.name}}, ev.supported ? 1 : 0);
-        } else {
-          out.Sample({{"event", ev.name}, {"pmu", ev.pmu}}, ev.supported ? 1 : 0);
+        // Labels: event, pmu (sysfs PMU instances), reason (only on 0).
+        std::vector<Label> labels{{"event", ev.name}};
+        if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
+        if (!ev.supported) {
+          labels.push_back(
+              {"reason", collectors::ToString(ev.failure == collectors::OpenFailure::kNone
+                                                  ? collectors::OpenFailure::kNotSupported
+                                                  : ev.failure)});
         }
+        out.Sample(std::span<const Label>(labels), ev.supported ? 1 : 0);
       }
     }
     out.Family("pmu_exporter_build_info", "Version and revision of pmu-exporter.",
@@ -407,6 +414,16 @@ class EndpointFamilySource final : public FamilySource {
       out.Family(c.name, c.help, MetricType::kCounter);
       out.Sample({}, static_cast<double>(c.value));
     }
+    out.Family("pmu_exporter_endpoint_listening",
+               "1 while the metrics endpoint listens; 0 after a rebind failed and the daemon "
+               "keeps retrying (seen by scrapes once it listens again, and in --once).",
+               MetricType::kGauge);
+    out.Sample({}, http.listening ? 1 : 0);
+    out.Family("pmu_exporter_endpoint_bind_failures_total",
+               "Attempts to bind the metrics endpoint that failed after start-up (reload "
+               "rollbacks and retries).",
+               MetricType::kCounter);
+    out.Sample({}, static_cast<double>(http.bind_failures));
   }
 };
 

@@ -3,6 +3,8 @@
 #include "pmu/config/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -221,7 +223,32 @@ std::vector<BadCase> DurationCases() {
        "finer than 1ns"},
       {"Overflow", StringKey("sampling", "interval", "9999999h"), 2, 12, "sampling.interval",
        "too long"},
+      // Accepted once, but could not run: 186% CPU, overflowing schedules,
+      // never sampling, every connection closed unanswered.
+      {"IntervalBelowBound", StringKey("sampling", "interval", "1ns"), 2, 12, "sampling.interval",
+       "interval '1ns' is out of range [1ms, 1h]"},
+      {"IntervalJustBelowBound", StringKey("sampling", "interval", "999us"), 2, 12,
+       "sampling.interval", "out of range [1ms, 1h]"},
+      {"IntervalNearInt64Max", StringKey("sampling", "interval", "2562047h"), 2, 12,
+       "sampling.interval", "out of range [1ms, 1h]"},
+      {"IntervalAboveBound", StringKey("sampling", "interval", "99999h"), 2, 12,
+       "sampling.interval", "out of range [1ms, 1h]"},
+      {"IntervalJustAboveBound", StringKey("sampling", "interval", "3600.000000001s"), 2, 12,
+       "sampling.interval", "out of range"},
+      {"RequestTimeoutNearInt64Max", StringKey("web", "request_timeout", "2562047h"), 2, 19,
+       "web.request_timeout", "request_timeout '2562047h' is out of range [1ms, 24h]"},
+      {"IdleTimeoutBelowBound", StringKey("web", "idle_timeout", "1ns"), 2, 16, "web.idle_timeout",
+       "idle_timeout '1ns' is out of range [1ms, 24h]"},
+      {"IdleTimeoutAboveBound", StringKey("web", "idle_timeout", "25h"), 2, 16, "web.idle_timeout",
+       "out of range [1ms, 24h]"},
   };
+}
+
+TEST(DurationBoundsTest, BoundsThemselvesAreAccepted) {
+  EXPECT_EQ(Parse(StringKey("sampling", "interval", "1ms")).sampling.interval, milliseconds(1));
+  EXPECT_EQ(Parse(StringKey("sampling", "interval", "1h")).sampling.interval, hours(1));
+  EXPECT_EQ(Parse(StringKey("web", "request_timeout", "24h")).web.request_timeout, hours(24));
+  EXPECT_EQ(Parse(StringKey("web", "idle_timeout", "1ms")).web.idle_timeout, milliseconds(1));
 }
 INSTANTIATE_TEST_SUITE_P(Duration, BadConfigTest, testing::ValuesIn(DurationCases()), CaseName);
 
@@ -303,6 +330,16 @@ std::vector<BadCase> OtherValueCases() {
        "must start with '/'"},
       {"MetricsPathQuery", "[exporter]\nmetrics_path = \"/m?x=1\"\n", 2, 16,
        "exporter.metrics_path", "must not contain"},
+      {"MetricsPathNul", "[exporter]\nmetrics_path = \"/m\\u0000x\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain byte 0x00"},
+      {"MetricsPathControl", "[exporter]\nmetrics_path = \"/m\\u001bx\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain byte 0x1b"},
+      {"MetricsPathDelete", "[exporter]\nmetrics_path = \"/m\\u007f\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain byte 0x7f"},
+      {"MetricsPathHtml", "[exporter]\nmetrics_path = \"/\\\"><script>\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain '\"'"},
+      {"MetricsPathNonAscii", "[exporter]\nmetrics_path = \"/m\u00e9trics\"\n", 2, 16,
+       "exporter.metrics_path", "must not contain byte 0xc3"},
       {"LogLevel", "[log]\nlevel = \"verbose\"\n", 2, 9, "log.level",
        "unknown log level 'verbose' (expected trace, debug, info, warn or error)"},
       {"LogLevelUppercase", "[log]\nlevel = \"INFO\"\n", 2, 9, "log.level", "unknown log level"},
@@ -728,6 +765,96 @@ TEST(LoadConfigFileTest, DirectoryIsUnreadable) {
     EXPECT_EQ(e.line(), 0);
     EXPECT_EQ(e.message(), "cannot read config file: " + std::string(std::strerror(EISDIR)));
   }
+}
+
+// Item 5 of issue 11: files that hung or exhausted memory are refused at once.
+TEST(LoadConfigFileTest, FifoIsRefusedWithoutBlocking) {
+  char dir_template[] = "/tmp/pmu-config-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string fifo = std::string(dir_template) + "/fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    LoadConfigFile(fifo, ParseContext{});
+    ADD_FAILURE() << "a FIFO was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(e.message().find("not a regular file"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(1));
+  unlink(fifo.c_str());
+  rmdir(dir_template);
+}
+
+TEST(LoadConfigFileTest, DeviceIsRefusedWithoutReading) {
+  try {
+    LoadConfigFile("/dev/zero", ParseContext{});
+    FAIL() << "/dev/zero was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.line(), 0);
+    EXPECT_NE(e.message().find("not a regular file"), std::string::npos) << e.what();
+  }
+}
+
+TEST(LoadConfigFileTest, FileOverTheSizeLimitIsRefused) {
+  char path[] = "/tmp/pmu-config-test-XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, static_cast<off_t>(kMaxConfigBytes) + 1), 0);
+  close(fd);
+  try {
+    LoadConfigFile(path, ParseContext{});
+    ADD_FAILURE() << "an oversized file was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(e.message().find("larger than the limit of " + std::to_string(kMaxConfigBytes)),
+              std::string::npos)
+        << e.what();
+  }
+  unlink(path);
+}
+
+// A 20,000-character unknown derived input once took 3.2 GB and 20 s in the
+// "did you mean" suggestion.
+TEST(SuggestionCostTest, LongUnknownNamesAreCheap) {
+  const std::string long_name(20000, 'x');
+  std::string toml = "[[events]]\nname = \"" + std::string(19999, 'x') +
+                     "y\"\nevent = \"cpu-clock\"\n[[derived]]\nname = \"d\"\nnumerator = \"" +
+                     long_name + "\"\nper_second = true\n";
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    Parse(toml);
+    FAIL() << "unknown input accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.key(), "derived[1].numerator");
+    EXPECT_NE(e.message().find("did you mean"), std::string::npos);
+    EXPECT_LT(e.message().size(), 1000u) << "the message repeats the whole name";
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
+  // An unknown key of the same length.
+  EXPECT_THROW(Parse("[log]\n" + long_name + " = 1\n"), ConfigError);
+}
+
+std::vector<BadCase> EncodingCases() {
+  return {
+      // Debian's toml++ 3.3.0 reaches TOML_UNREACHABLE on this one.
+      {"NonAsciiBareKey", "a\xc8\x99= 1\n", 1, 2, "", "non-ASCII character outside a string"},
+      {"NonAsciiAfterTable", "[log]\nlevel\xc3\xa9 = \"info\"\n", 2, 6, "", "non-ASCII"},
+      {"TruncatedSequence", "[log]\nlevel = \"\xc3\"\n", 2, 10, "", "invalid UTF-8 (byte 0xc3)"},
+      {"Overlong", "# \xc0\xaf\n", 1, 3, "", "invalid UTF-8 (byte 0xc0)"},
+      {"Surrogate", "# \xed\xa0\x80\n", 1, 3, "", "invalid UTF-8 (byte 0xed)"},
+      {"AboveUnicode", "# ok \xc3\xa9 \xf4\x90\x80\x80\n", 1, 8, "", "invalid UTF-8 (byte 0xf4)"},
+      {"LoneContinuation", "\n\x80", 2, 1, "", "invalid UTF-8"},
+  };
+}
+INSTANTIATE_TEST_SUITE_P(Encoding, BadConfigTest, testing::ValuesIn(EncodingCases()), CaseName);
+
+TEST(EncodingTest, NonAsciiInsideStringsAndCommentsIsAccepted) {
+  const Config config = Parse(
+      "# caf\xc3\xa9\n[[events]]\nname = \"a\"\nevent = \"cpu-clock\"\ngroup = "
+      "\"gr\xc3\xbc\\\"ppe \xe2\x82\xac\"\n[exporter]\nport_file = '/tmp/\xc3\xa9'\n"
+      "[log] # \xf0\x9f\x98\x80\nlevel = \"\"\"info\"\"\"\n");
+  EXPECT_EQ(config.events.at(0).group, "gr\xc3\xbc\"ppe \xe2\x82\xac");
+  EXPECT_EQ(config.exporter.port_file, "/tmp/\xc3\xa9");
+  EXPECT_EQ(FindInvalidUtf8("\xf4\x8f\xbf\xbf \xe0\xa0\x80"), std::string_view::npos);
 }
 
 TEST(SummaryTest, CountsGroups) {

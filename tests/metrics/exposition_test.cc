@@ -160,7 +160,9 @@ TEST(Exposition, UnsupportedEventsAreNeverExportedAsCounts) {
   sampling::Aggregator agg(TwoEventPlan(), 1);
   agg.Ingest(Reading(0, 1, 100, 10, 1000, 1000));
   const std::string text = RenderText(Export(agg));
-  EXPECT_NE(text.find("pmu_event_supported{event=\"hw\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("pmu_event_supported{event=\"hw\",reason=\"unsupported\"} 0"),
+            std::string::npos)
+      << text;
   EXPECT_NE(text.find("pmu_events_total{cpu=\"0\",event=\"a\"} 100"), std::string::npos) << text;
   EXPECT_EQ(text.find("pmu_events_total{cpu=\"0\",event=\"hw\"}"), std::string::npos) << text;
   EXPECT_NE(text.find("pmu_exporter_build_info{"), std::string::npos);

@@ -25,6 +25,7 @@
 
 #include "pmu/collectors/event_source.h"
 #include "pmu/collectors/perf_syscalls.h"
+#include "pmu/collectors/permission.h"
 #include "pmu/collectors/topology.h"
 #include "pmu/config/config.h"
 
@@ -41,9 +42,10 @@ struct PlannedEvent {
   std::string source;  // "sysfs", "tracepoint", "raw", "software", "libpfm4"; "" if unresolved
   perf_event_attr attr{};
   bool supported = false;
-  std::string unsupported_reason;  // set when !supported
-  int group = -1;                  // index into EventPlan::groups when supported
-  std::string group_name;          // the config's group ("" = alone)
+  std::string unsupported_reason;            // set when !supported
+  OpenFailure failure = OpenFailure::kNone;  // why, as a class (the `reason` label)
+  int group = -1;                            // index into EventPlan::groups when supported
+  std::string group_name;                    // the config's group ("" = alone)
   // Where and how it counts (event_source.h).
   std::string pmu;      // sysfs PMU instance, "" otherwise
   std::string pmu_dir;  // its sysfs directory (cpumask/cpus re-read after hotplug)
@@ -77,6 +79,9 @@ struct EventPlan {
   // Each group's CPUs read again from sysfs now (after hotplug the kernel
   // moves uncore events and rewrites cpumask).
   std::vector<std::vector<int>> ReadGroupSites() const;
+  // Set when at least one event was refused for lack of permission (or by a
+  // seccomp filter): one message naming what is missing and how to change it.
+  std::string permission_problem;
 };
 
 // Resolves every spec and probes it by opening it CPU-wide on `probe_cpu`
@@ -85,8 +90,9 @@ struct EventPlan {
 //  - the resolver refuses it (event_source.h), or the kernel answers
 //    ENOENT/EOPNOTSUPP/ENODEV: unsupported, one WARN line naming the event
 //    and the reason;
-//  - EACCES/EPERM: unsupported, one ERROR line naming perf_event_paranoid and
-//    CAP_PERFMON;
+//  - EACCES/EPERM: unsupported with failure kPermission or kSeccomp (see
+//    permission.h), one WARN line per event; `permission_problem` says once
+//    what is missing (the caller decides whether that is fatal);
 //  - any other errno: unsupported, one ERROR line with the errno text.
 // Throws std::runtime_error when a configured group has more than
 // kMaxGroupEvents events.

@@ -11,13 +11,17 @@
 // the structs below):
 //   [exporter] listen = "HOST:PORT" (IPv4 literal or [IPv6] literal, never a
 //              host name; port 0 = any free port), metrics_path = "/..."
-//              (must start with '/'), port_file = "" (none)
-//   [sampling] interval = duration string (see ParseDuration), cpus = "all"
+//              (must start with '/'; only URI path characters: no
+//              spaces, control characters, '?', '#', quotes or '<>'),
+//              port_file = "" (none)
+//   [sampling] interval = duration string (see ParseDuration; 1ms to 1h),
+//              cpus = "all"
 //              or a CPU list (see ParseCpuList) of CPUs that exist
 //   [log]      level = "trace" | "debug" | "info" | "warn" | "error"
 //   [log]      target = "auto" | "stderr" | "journald"
 //   [web]      tls_cert_file, tls_key_file (both or neither), max_connections,
-//              max_request_bytes, request_timeout, idle_timeout;
+//              max_request_bytes, request_timeout, idle_timeout (1ms to
+//              24h each);
 //              [[web.users]] name, password_hash (crypt(3) hash, checked
 //              with crypt_checksalt)
 //   [stats]    proc_stat, softirqs, schedstat, cpufreq = booleans (default
@@ -49,7 +53,9 @@
 // list (the one DefaultConfig() has), so a file may tune only, say, the
 // interval. An explicitly empty list (`events = []`) is an error.
 // Unknown keys at any level are errors (with a "did you mean" suggestion when
-// a known key is within edit distance 2), so typos never pass silently.
+// a known key is within edit distance 2), so typos never pass silently. The
+// suggestion costs O(length x 5) time and O(length) memory per candidate,
+// whatever the length of the unknown name.
 //
 // Error positions: a bad value points at the value, an unknown key at the key,
 // a missing required key at its table, a TOML syntax error at the place the
@@ -60,6 +66,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <stdexcept>
@@ -266,8 +273,28 @@ Config DefaultConfig();
 Config ParseConfig(std::string_view toml_text, const std::string& source_name,
                    const ParseContext& context);
 
-// Reads and parses a file. An unreadable file is a ConfigError with line 0.
+// Reads and parses a file. Only a regular file of at most kMaxConfigBytes is
+// read: a FIFO, a device (/dev/zero), a directory or a larger file is refused
+// at once without blocking or reading it. An unreadable or refused file is a
+// ConfigError with line 0.
+inline constexpr size_t kMaxConfigBytes = 1 << 20;  // 1 MiB
 Config LoadConfigFile(const std::string& path, const ParseContext& context);
+
+// Bounds of every duration the configuration accepts (inclusive). Values
+// outside them are ConfigErrors naming the bounds, so no deadline or
+// schedule computed from them can overflow 64-bit nanoseconds.
+//   [sampling] interval                     1ms .. 1h
+//   [web] request_timeout, idle_timeout     1ms .. 24h
+inline constexpr std::chrono::nanoseconds kMinInterval = std::chrono::milliseconds(1);
+inline constexpr std::chrono::nanoseconds kMaxInterval = std::chrono::hours(1);
+inline constexpr std::chrono::nanoseconds kMinTimeout = std::chrono::milliseconds(1);
+inline constexpr std::chrono::nanoseconds kMaxTimeout = std::chrono::hours(24);
+
+// The offset of the first byte of `text` that is not part of well-formed
+// UTF-8 (overlong forms, surrogates and code points above U+10FFFF are
+// ill-formed), or npos. ParseConfig rejects such text before the TOML parser
+// sees it (Debian's toml++ 3.3.0 reaches undefined behaviour on some).
+size_t FindInvalidUtf8(std::string_view text);
 
 // "10ms", "250ms", "1s", "1.5s", "1m", "2h", "500us", "100ns". A number
 // (decimal fraction allowed) directly followed by a unit: ns, us, ms, s, m, h.

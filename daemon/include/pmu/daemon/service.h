@@ -16,8 +16,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 
@@ -63,11 +65,22 @@ class Service {
   void Reload(const config::Config& next);
   // Records a reload that failed before reaching Reload() (invalid file).
   void RecordFailedReload();
+  // While serving without a listening socket (a rollback could not rebind
+  // the old endpoint), tries to bind the running configuration's endpoint
+  // again; true when an endpoint listens afterwards. The main loop calls it
+  // every tick; failures are logged at critical level (rate-limited) and
+  // counted in pmu_exporter_endpoint_bind_failures_total.
+  bool RetryEndpoint();
+  // True while a server listens (any thread).
+  bool endpoint_listening() const;
   void Stop();
 
   // How often every pipeline thread proves it is alive even when the
   // sampling interval is longer (set before Start(); the watchdog uses it).
   void set_heartbeat_period(std::chrono::nanoseconds period) { heartbeat_period_ = period; }
+  // Test seam: runs just before every bind of the endpoint (a test occupies
+  // the port there to make the bind fail). Empty in the daemon.
+  void set_before_bind(std::function<void()> hook) { before_bind_ = std::move(hook); }
   // Sampler options (tests: fake rdpmc source); set before Start().
   void set_sampler_options(sampling::SamplerOptions options) { sampler_options_ = options; }
   // Time since the least recent heartbeat of the aggregator thread and the
@@ -97,8 +110,21 @@ class Service {
   void StartPublishing();
   void Publish(const std::shared_ptr<const sampling::Snapshot>& snapshot,
                const metrics::DerivedEngine& engine, const attribution::CgroupAttribution* cgroups);
-  // A started server for `config`'s endpoint; throws std::runtime_error.
+  // A bound, not yet started server for `config`'s endpoint; throws
+  // std::runtime_error.
+  std::unique_ptr<web::HttpServer> MakeServer(const config::Config& config);
+  // A started server for `config`'s endpoint, port file written; throws
+  // std::runtime_error.
   std::unique_ptr<web::HttpServer> Bind(const config::Config& config, int* port);
+  // A started server for `next` replacing the current one. On another
+  // address the current one keeps serving (the caller closes it after the
+  // swap); on the same address it is closed only after `next`'s settings
+  // proved to load, and put back if binding fails (or the loss recorded).
+  std::unique_ptr<web::HttpServer> Rebind(const config::Config& next, int* port);
+  void RestoreEndpoint();
+  void EndpointLost(const std::string& why);
+  std::string MetricsPath() const;
+  void SetMetricsPath(const std::string& path);
   void SetServer(std::unique_ptr<web::HttpServer> server);
   void StopServer();
   std::optional<metrics::EndpointStats> EndpointTotals() const;
@@ -108,6 +134,7 @@ class Service {
   std::string root_;
   std::chrono::nanoseconds heartbeat_period_ = std::chrono::seconds(1);
   sampling::SamplerOptions sampler_options_;
+  std::function<void()> before_bind_;
 
   // Replaced by the main thread; read by PipelineHeartbeatAge().
   mutable std::shared_mutex pipeline_mutex_;
@@ -117,6 +144,7 @@ class Service {
 
   mutable std::mutex status_mutex_;
   metrics::ServiceFacts status_;
+  std::string metrics_path_;  // under status_mutex_; read by the server thread
 
   mutable std::mutex latest_mutex_;
   std::shared_ptr<const metrics::ExportSnapshot> latest_;
@@ -132,6 +160,14 @@ class Service {
   std::unique_ptr<web::HttpServer> server_;
   metrics::EndpointStats retired_endpoint_;  // servers replaced by reloads
   int bound_port_ = 0;
+  // Main thread only. serving_: between Serve() and Stop(). endpoint_config_:
+  // the configuration the listening server was built from; empty while no
+  // server listens, so the next reload or retry binds whatever it is given.
+  std::atomic<bool> serving_{false};  // read by the aggregator thread too
+  std::optional<config::Config> endpoint_config_;
+  std::atomic<bool> endpoint_up_{false};
+  std::atomic<uint64_t> bind_failures_{0};
+  std::chrono::steady_clock::time_point last_retry_log_{};
 };
 
 // Writes `port` followed by a newline to `path` atomically (temp + rename).

@@ -35,6 +35,8 @@ struct EndpointStats {
   uint64_t connections_rejected = 0;
   uint64_t auth_failures = 0;
   uint64_t timeouts = 0;
+  bool listening = true;       // false: serving, but no socket listens (retrying)
+  uint64_t bind_failures = 0;  // endpoint rebinds that failed (rollback, retries)
 };
 
 // Everything one exposition shows; immutable once assembled.
