@@ -41,6 +41,7 @@ struct pmu_last {
   __u64 enabled;
   __u64 running;
   __u64 valid;
+  __u64 gen;  // gens[] of the counter read
 };
 
 const volatile __u32 nr_cpus = 1;
@@ -58,6 +59,16 @@ struct {
   __type(key, __u32);
   __type(value, struct pmu_last);
 } last SEC(".maps");
+
+// The generation of each counter (index as in `counters`): user space bumps
+// it before it stores a new counter for a CPU that came online, so the
+// first reading of the new counter is a base, not a delta against the old.
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);  // set by the loader
+  __type(key, __u32);
+  __type(value, __u64);
+} gens SEC(".maps");
 
 // The cgroup each CPU last switched to (pointer and id: the id tells a
 // cgroup freed since from the one remembered).
@@ -112,11 +123,14 @@ static __always_inline void account(struct cgroup* cgrp, __u64 id) {
   __u32 events = nr_events < PMU_MAX_EVENTS ? nr_events : PMU_MAX_EVENTS;
   for (__u32 e = 0; e < events; e++) {
     struct bpf_perf_event_value now = {};
-    if (bpf_perf_event_read_value(&counters, e * nr_cpus + cpu, &now, sizeof(now)) != 0) continue;
+    __u32 index = e * nr_cpus + cpu;
+    if (bpf_perf_event_read_value(&counters, index, &now, sizeof(now)) != 0) continue;
     __u32 key = e;
     struct pmu_last* prev = bpf_map_lookup_elem(&last, &key);
     if (!prev) continue;
-    if (prev->valid) {
+    __u64* gen = bpf_map_lookup_elem(&gens, &index);
+    __u64 current = gen ? *gen : 0;
+    if (prev->valid && prev->gen == current) {
       delta[e].counter = now.counter - prev->counter;
       delta[e].enabled = now.enabled - prev->enabled;
       delta[e].running = now.running - prev->running;
@@ -125,6 +139,7 @@ static __always_inline void account(struct cgroup* cgrp, __u64 id) {
     prev->enabled = now.enabled;
     prev->running = now.running;
     prev->valid = 1;
+    prev->gen = current;
   }
   for (__u32 i = 0; i < nslots && i < PMU_MAX_LEVELS; i++) {
     for (__u32 e = 0; e < events; e++) {

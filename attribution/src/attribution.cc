@@ -4,10 +4,12 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "backend.h"
 #include "pmu/collectors/cpu_counters.h"
+#include "pmu/collectors/topology.h"
 
 namespace pmu::attribution {
 
@@ -17,6 +19,30 @@ struct CgroupAttribution::Tracked {
   std::vector<RawReading> last;  // the previous reading
   std::vector<CgroupEventTotal> totals;
 };
+
+namespace {
+
+// The CPUs of `cpus` online now (all of them when the list is unreadable).
+std::vector<int> OnlineOf(const std::vector<int>& cpus) {
+  std::vector<int> online;
+  try {
+    online = collectors::OnlineCpus();
+  } catch (const std::exception&) {
+    return cpus;
+  }
+  std::vector<int> out;
+  for (int cpu : cpus) {
+    if (std::find(online.begin(), online.end(), cpu) != online.end()) out.push_back(cpu);
+  }
+  return out;
+}
+
+// The same event as the kernel sees it (the attrs are normalised by Create).
+bool SameEncoding(const perf_event_attr& a, const perf_event_attr& b) {
+  return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+}  // namespace
 
 std::string_view ToString(Mode mode) { return mode == Mode::kBpf ? "bpf" : "perf"; }
 
@@ -70,11 +96,24 @@ std::unique_ptr<CgroupAttribution> CgroupAttribution::Create(const config::Confi
       options.sys != nullptr ? *options.sys : collectors::DefaultPerfSyscalls();
   const size_t max = static_cast<size_t>(cg.max);
 
+  CgroupAttribution* previous = options.previous;
+  if (previous != nullptr && SameCounters(*previous, cg, root, names, attrs, options.cpus)) {
+    std::unique_ptr<CgroupAttribution> attribution(
+        new CgroupAttribution(config, previous->mode_, std::move(root), std::move(names),
+                              std::move(attrs), options.cpus, previous->backend_));
+    attribution->TakeOver(*previous);
+    spdlog::info("[cgroups] {} mode: counters and totals kept across the reload",
+                 ToString(attribution->mode_));
+    attribution->Rescan();
+    attribution->Read();
+    return attribution;
+  }
+  const std::vector<int> online = OnlineOf(options.cpus);
   std::unique_ptr<Backend> backend;
   Mode mode = Mode::kPerf;
   std::string bpf_error;
   if (cg.mode != config::CgroupMode::kPerf) {
-    backend = MakeBpfBackend(attrs, options.cpus, max, sys, &bpf_error);
+    backend = MakeBpfBackend(attrs, options.cpus, online, max, sys, &bpf_error);
     if (backend) {
       mode = Mode::kBpf;
     } else if (cg.mode == config::CgroupMode::kBpf) {
@@ -96,7 +135,7 @@ std::unique_ptr<CgroupAttribution> CgroupAttribution::Create(const config::Confi
           " other fds: lower [cgroups] max or events, raise LimitNOFILE=, or use mode \"bpf\"");
     }
     std::string perf_error;
-    backend = MakePerfBackend(attrs, options.cpus, root, sys, &perf_error);
+    backend = MakePerfBackend(attrs, options.cpus, online, root, sys, &perf_error);
     if (!backend) {
       spdlog::error("[cgroups] attribution off: neither bpf ({}) nor perf mode ({}) works here",
                     bpf_error.empty() ? "not tried" : bpf_error, perf_error);
@@ -104,22 +143,77 @@ std::unique_ptr<CgroupAttribution> CgroupAttribution::Create(const config::Confi
     }
   }
   std::unique_ptr<CgroupAttribution> attribution(
-      new CgroupAttribution(config, mode, std::move(root), std::move(names), std::move(backend)));
+      new CgroupAttribution(config, mode, std::move(root), std::move(names), std::move(attrs),
+                            options.cpus, std::move(backend)));
   spdlog::info("[cgroups] {} mode: {} events per cgroup below {}", ToString(mode),
                attribution->event_names_.size(), attribution->root_);
   attribution->Rescan();
+  if (previous != nullptr) attribution->CarryTotals(*previous);
   attribution->Read();
   return attribution;
 }
 
 CgroupAttribution::CgroupAttribution(const config::Config& config, Mode mode, std::string root,
                                      std::vector<std::string> event_names,
-                                     std::unique_ptr<Backend> backend)
+                                     std::vector<perf_event_attr> attrs, std::vector<int> cpus,
+                                     std::shared_ptr<Backend> backend)
     : config_(config.cgroups),
       mode_(mode),
       root_(std::move(root)),
       event_names_(std::move(event_names)),
+      attrs_(std::move(attrs)),
+      cpus_(std::move(cpus)),
       backend_(std::move(backend)) {}
+
+bool CgroupAttribution::SameCounters(const CgroupAttribution& previous,
+                                     const config::CgroupsConfig& config, const std::string& root,
+                                     const std::vector<std::string>& names,
+                                     const std::vector<perf_event_attr>& attrs,
+                                     const std::vector<int>& cpus) {
+  if (previous.config_.mode != config.mode || previous.config_.max != config.max ||
+      previous.root_ != root || previous.event_names_ != names || previous.cpus_ != cpus ||
+      previous.attrs_.size() != attrs.size()) {
+    return false;
+  }
+  for (size_t e = 0; e < attrs.size(); ++e) {
+    if (!SameEncoding(previous.attrs_[e], attrs[e])) return false;
+  }
+  return true;
+}
+
+void CgroupAttribution::TakeOver(const CgroupAttribution& previous) {
+  shared_ = true;
+  tracked_.reserve(previous.tracked_.size());
+  for (const auto& t : previous.tracked_) tracked_.push_back(std::make_unique<Tracked>(*t));
+  matched_ = previous.matched_;
+  overflow_logged_ = previous.overflow_logged_;
+  rescans_ = previous.rescans_;
+}
+
+// The same cgroup (path and id: one re-created under the path is another)
+// and the same event (name and encoding) continue from previous's totals.
+void CgroupAttribution::CarryTotals(const CgroupAttribution& previous) {
+  std::vector<int> from(event_names_.size(), -1);  // event -> previous's index
+  for (size_t e = 0; e < event_names_.size(); ++e) {
+    for (size_t p = 0; p < previous.event_names_.size(); ++p) {
+      if (previous.event_names_[p] == event_names_[e] &&
+          SameEncoding(previous.attrs_[p], attrs_[e])) {
+        from[e] = static_cast<int>(p);
+      }
+    }
+  }
+  for (const auto& t : tracked_) {
+    const auto it =
+        std::lower_bound(previous.tracked_.begin(), previous.tracked_.end(), t->entry.path,
+                         [](const std::unique_ptr<Tracked>& p, const std::string& path) {
+                           return p->entry.path < path;
+                         });
+    if (it == previous.tracked_.end() || !((*it)->entry == t->entry)) continue;
+    for (size_t e = 0; e < from.size(); ++e) {
+      if (from[e] >= 0) t->totals[e] = (*it)->totals[static_cast<size_t>(from[e])];
+    }
+  }
+}
 
 CgroupAttribution::~CgroupAttribution() = default;
 
@@ -168,6 +262,7 @@ void CgroupAttribution::Rescan() {
 }
 
 void CgroupAttribution::Read() {
+  backend_->SyncCpus(OnlineOf(cpus_));
   backend_->Refresh();
   auto snapshot = std::make_shared<CgroupSnapshot>();
   snapshot->mode = mode_;
@@ -184,7 +279,7 @@ void CgroupAttribution::Read() {
       const RawReading& prev = t->last[e];
       if (now[e].counter < prev.counter || now[e].enabled < prev.enabled ||
           now[e].running < prev.running) {
-        continue;  // a CPU's counter went away (offline): keep the totals
+        continue;  // not expected (readings stay cumulative): keep the totals
       }
       const double dc = static_cast<double>(now[e].counter - prev.counter);
       const uint64_t de = now[e].enabled - prev.enabled;

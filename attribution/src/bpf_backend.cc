@@ -37,8 +37,8 @@ std::string BpfUnavailableReason() {
 #ifndef PMU_HAVE_BPF
 
 std::unique_ptr<Backend> MakeBpfBackend(const std::vector<perf_event_attr>&,
-                                        const std::vector<int>&, size_t, collectors::PerfSyscalls&,
-                                        std::string* error) {
+                                        const std::vector<int>&, const std::vector<int>&, size_t,
+                                        collectors::PerfSyscalls&, std::string* error) {
   *error = BpfUnavailableReason();
   return nullptr;
 }
@@ -63,14 +63,76 @@ class BpfBackend final : public Backend {
  public:
   BpfBackend(std::vector<perf_event_attr> attrs, std::vector<int> cpus, size_t max,
              collectors::PerfSyscalls& sys)
-      : attrs_(std::move(attrs)), cpus_(std::move(cpus)), sys_(sys), slots_(2 * max + 16) {}
+      : attrs_(std::move(attrs)),
+        cpus_(std::move(cpus)),
+        sys_(sys),
+        slots_(2 * max + 16),
+        counter_fds_(attrs_.size() * cpus_.size(), -1) {}
 
   ~BpfBackend() override {
     if (skel_ != nullptr) cgroup_attr__destroy(skel_);  // detaches, closes maps
-    for (int fd : counter_fds_) sys_.Close(fd);
+    for (int fd : counter_fds_) {
+      if (fd >= 0) sys_.Close(fd);
+    }
   }
 
-  bool Init(std::string* error) {
+  // Opens every event's counter on CPU index `c` and stores them in the
+  // program's map, each under a new generation; none on failure.
+  bool OpenCpu(size_t c, std::string* error) {
+    const int cpu = cpus_[c];
+    for (size_t e = 0; e < attrs_.size(); ++e) {
+      perf_event_attr attr = attrs_[e];
+      const int fd = sys_.Open(&attr, -1, cpu, -1, 0);
+      if (fd < 0) {
+        *error = collectors::DescribeOpenError("cpu" + std::to_string(cpu), attr, -fd);
+        CloseCpu(c);
+        return false;
+      }
+      counter_fds_[e * cpus_.size() + c] = fd;
+      const __u32 key = static_cast<__u32>(e * nr_cpus_ + static_cast<size_t>(cpu));
+      __u64 gen = 0;
+      bpf_map_lookup_elem(bpf_map__fd(skel_->maps.gens), &key, &gen);
+      ++gen;
+      if (bpf_map_update_elem(bpf_map__fd(skel_->maps.gens), &key, &gen, BPF_ANY) != 0 ||
+          bpf_map_update_elem(bpf_map__fd(skel_->maps.counters), &key, &fd, BPF_ANY) != 0) {
+        *error = "cannot store counter in the BPF map: " + Errno(errno);
+        CloseCpu(c);
+        return false;
+      }
+    }
+    online_.push_back(cpu);
+    return true;
+  }
+
+  // Takes CPU index `c`'s counters out of the program's map and closes them.
+  // What they counted since the CPU's last switch is not attributed: the
+  // CPU ran its offline path (the idle and stopper tasks) last.
+  void CloseCpu(size_t c) {
+    for (size_t e = 0; e < attrs_.size(); ++e) {
+      int& fd = counter_fds_[e * cpus_.size() + c];
+      if (fd < 0) continue;
+      const __u32 key = static_cast<__u32>(e * nr_cpus_ + static_cast<size_t>(cpus_[c]));
+      bpf_map_delete_elem(bpf_map__fd(skel_->maps.counters), &key);
+      sys_.Close(fd);
+      fd = -1;
+    }
+    online_.erase(std::remove(online_.begin(), online_.end(), cpus_[c]), online_.end());
+  }
+
+  void SyncCpus(const std::vector<int>& online) override {
+    for (size_t c = 0; c < cpus_.size(); ++c) {
+      const bool on = std::find(online.begin(), online.end(), cpus_[c]) != online.end();
+      const bool counted = std::find(online_.begin(), online_.end(), cpus_[c]) != online_.end();
+      if (on && !counted) {
+        std::string error;  // not ready yet (ENODEV): again at the next call
+        OpenCpu(c, &error);
+      } else if (!on && counted) {
+        CloseCpu(c);
+      }
+    }
+  }
+
+  bool Init(const std::vector<int>& online, std::string* error) {
     const int possible = libbpf_num_possible_cpus();
     if (possible <= 0) {
       *error = "cannot count the possible CPUs: " + Errno(possible);
@@ -90,6 +152,7 @@ class BpfBackend final : public Backend {
     skel_->rodata->nr_cpus = static_cast<__u32>(nr_cpus_);
     skel_->rodata->nr_events = static_cast<__u32>(attrs_.size());
     bpf_map__set_max_entries(skel_->maps.counters, static_cast<__u32>(nr_cpus_ * attrs_.size()));
+    bpf_map__set_max_entries(skel_->maps.gens, static_cast<__u32>(nr_cpus_ * attrs_.size()));
     bpf_map__set_max_entries(skel_->maps.tracked, static_cast<__u32>(slots_));
     bpf_map__set_max_entries(skel_->maps.counts, static_cast<__u32>(slots_ * attrs_.size()));
     if (const int err = cgroup_attr__load(skel_); err != 0) {
@@ -97,23 +160,10 @@ class BpfBackend final : public Backend {
                Errno(err);
       return false;
     }
-    // The counter set: every event on every counted CPU, CPU-wide.
-    const int counters = bpf_map__fd(skel_->maps.counters);
-    for (size_t e = 0; e < attrs_.size(); ++e) {
-      for (int cpu : cpus_) {
-        perf_event_attr attr = attrs_[e];
-        const int fd = sys_.Open(&attr, -1, cpu, -1, 0);
-        if (fd < 0) {
-          *error = collectors::DescribeOpenError("cpu" + std::to_string(cpu), attr, -fd);
-          return false;
-        }
-        counter_fds_.push_back(fd);
-        const __u32 key = static_cast<__u32>(e * nr_cpus_ + static_cast<size_t>(cpu));
-        if (bpf_map_update_elem(counters, &key, &fd, BPF_ANY) != 0) {
-          *error = "cannot store counter in the BPF map: " + Errno(errno);
-          return false;
-        }
-      }
+    // The counter set: every event on every online counted CPU, CPU-wide.
+    for (size_t c = 0; c < cpus_.size(); ++c) {
+      if (std::find(online.begin(), online.end(), cpus_[c]) == online.end()) continue;
+      if (!OpenCpu(c, error)) return false;
     }
     link_ = bpf_program__attach(skel_->progs.pmu_on_switch);
     if (link_ == nullptr) {
@@ -132,6 +182,7 @@ class BpfBackend final : public Backend {
   }
 
   bool Add(const CgroupEntry& cgroup, const std::string&, std::string* error) override {
+    if (slot_of_.count(cgroup.id) != 0) return true;
     if (free_.empty()) {
       *error = "no free slot in the BPF maps";
       return false;
@@ -176,7 +227,7 @@ class BpfBackend final : public Backend {
     quarantine_.clear();
     // Attribute what each CPU's current task ran since its last switch.
     const int flush = bpf_program__fd(skel_->progs.pmu_flush);
-    for (int cpu : cpus_) {
+    for (int cpu : online_) {
       LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU,
                   .cpu = static_cast<__u32>(cpu));
       bpf_prog_test_run_opts(flush, &opts);
@@ -198,8 +249,12 @@ class BpfBackend final : public Backend {
     }
   }
 
-  // The counters, five maps (and .rodata), three programs, two links.
-  size_t open_fds() const override { return counter_fds_.size() + 6 + 3 + 2; }
+  // The counters, six maps (and .rodata), three programs, two links.
+  size_t open_fds() const override {
+    return static_cast<size_t>(std::count_if(counter_fds_.begin(), counter_fds_.end(),
+                                             [](int fd) { return fd >= 0; })) +
+           7 + 3 + 2;
+  }
 
  private:
   // The entries of `counts` up to the highest slot in use into values_: in
@@ -236,7 +291,8 @@ class BpfBackend final : public Backend {
   size_t nr_cpus_ = 0;
   cgroup_attr* skel_ = nullptr;
   bpf_link* link_ = nullptr;
-  std::vector<int> counter_fds_;
+  std::vector<int> counter_fds_;  // [event * cpus + cpu index]; -1: CPU offline
+  std::vector<int> online_;       // the CPUs counted now
   std::vector<size_t> free_;
   std::vector<size_t> quarantine_;  // removed this round
   std::vector<size_t> released_;    // removed last round; free at the next
@@ -248,14 +304,15 @@ class BpfBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> MakeBpfBackend(const std::vector<perf_event_attr>& attrs,
-                                        const std::vector<int>& cpus, size_t max_cgroups,
+                                        const std::vector<int>& cpus,
+                                        const std::vector<int>& online, size_t max_cgroups,
                                         collectors::PerfSyscalls& sys, std::string* error) {
   if (std::string reason = BpfUnavailableReason(); !reason.empty()) {
     *error = reason;
     return nullptr;
   }
   auto backend = std::make_unique<BpfBackend>(attrs, cpus, max_cgroups, sys);
-  if (!backend->Init(error)) return nullptr;
+  if (!backend->Init(online, error)) return nullptr;
   return backend;
 }
 

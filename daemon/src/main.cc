@@ -13,6 +13,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "pmu/attribution/attribution.h"
 #include "pmu/collectors/perf_syscalls.h"
 #include "pmu/collectors/pfm.h"
 #include "pmu/collectors/topology.h"
@@ -44,7 +45,12 @@ int CheckConfig(const pmu::config::Config& config) {
   auto plan = std::make_shared<const pmu::collectors::EventPlan>(pmu::collectors::BuildEventPlan(
       config.events, pmu::collectors::DefaultPerfSyscalls(), online.front()));
   pmu::daemon::PrintEventLines(config, *plan, std::cout);
-  const auto estimate = pmu::metrics::EstimateSeries(config, plan, cpus);
+  // [cgroups]: the worst case of `max`, as start-up counts it.
+  std::vector<std::shared_ptr<const pmu::metrics::FamilySource>> extra;
+  if (config.cgroups.enabled) {
+    extra.push_back(pmu::attribution::EstimateCgroupFamilies(config, *plan));
+  }
+  const auto estimate = pmu::metrics::EstimateSeries(config, plan, cpus, nullptr, std::move(extra));
   std::cout << "series: " << estimate.total << " of at most " << config.exporter.max_series
             << " ([exporter] max_series) on " << cpus.size() << " CPUs\n";
   try {

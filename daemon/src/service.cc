@@ -89,6 +89,7 @@ void Service::Build(const config::Config& config, sampling::Pipeline* previous,
     options.cpus = fresh->selected_cpus();
     options.other_fds = fresh->open_fds() + static_cast<size_t>(config.web.max_connections) + 256;
     options.sys = &sys_;
+    options.previous = previous != nullptr ? cgroups_.get() : nullptr;  // totals carry over
     attributed = attribution::CgroupAttribution::Create(config, fresh->plan(), options);
     if (attributed) {
       fresh->AddObserver(attributed.get());

@@ -27,6 +27,7 @@
 #include "pmu/collectors/event_plan.h"
 #include "pmu/daemon/service.h"
 #include "pmu/metrics/cardinality.h"
+#include "test_support.h"
 
 namespace pmu::attribution {
 namespace {
@@ -423,6 +424,253 @@ TEST_F(AttributionTest, PerfModeRefusesOverItsFdBudgetWithTheNumbers) {
     EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
   }
   setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+// The value of the exposition line `series` ("name{labels}"), -1 if absent.
+double SeriesValue(const std::string& text, const std::string& series) {
+  const size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+class ContinuityTest : public AttributionTest,
+                       public ::testing::WithParamInterface<config::CgroupMode> {
+ protected:
+  void SetUp() override {
+    AttributionTest::SetUp();
+    if (IsSkipped()) return;
+    if (GetParam() == config::CgroupMode::kBpf && !BpfUnavailableReason().empty()) {
+      GTEST_SKIP() << "bpf mode unavailable: " << BpfUnavailableReason();
+    }
+  }
+
+  std::unique_ptr<CgroupAttribution> MakeAfter(const config::Config& c,
+                                               CgroupAttribution* previous) const {
+    AttributionOptions options;
+    options.cpus = cpus_;
+    options.other_fds = 512;
+    options.previous = previous;
+    return CgroupAttribution::Create(c, plan_, options);
+  }
+};
+
+// Issue 11 item 8: exported counters stay monotonic across reloads.
+TEST_P(ContinuityTest, ReloadKeepsTotalsPerCgroupAndEvent) {
+  const std::string top = "pmu-attr-reload-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  ScopedCgroup busy(parent.path() + "/busy");
+  auto again = std::make_unique<ScopedCgroup>(parent.path() + "/again");
+  const std::string b = "/" + top + "/busy", a = "/" + top + "/again";
+  const config::Config c = ConfigFor(GetParam(), top);
+  const uint64_t usage0 = UsageUsec(busy.path());
+  const auto cpu_stat_ns = [&] {
+    return static_cast<double>(UsageUsec(busy.path()) - usage0) * 1e3;
+  };
+
+  auto first = Make(c);
+  ASSERT_TRUE(first);
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 300ms); }));
+  WaitExit(SpawnIn(again->path(), [&] { BusyLoop(cpus_.back(), 100ms); }));
+  first->EndRound();
+  const double before = Count(*first->Latest(), b, "cpu-clock");
+  const double again_before = Count(*first->Latest(), a, "cpu-clock");
+  EXPECT_GT(before, 250e6);
+  EXPECT_GT(again_before, 80e6);
+  // Work the first attribution never reads: the same configuration shares
+  // its counters, so the second sees it.
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 300ms); }));
+  auto second = MakeAfter(c, first.get());
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->shares_previous_counters());
+  first.reset();  // as a reload does: the shared counters stay open
+  second->EndRound();
+  const double same = Count(*second->Latest(), b, "cpu-clock");
+  std::printf(
+      "same config: busy cpu-clock %.0f ns after the reload (%.0f before) vs cpu.stat %.0f ns\n",
+      same, before, cpu_stat_ns());
+  EXPECT_GE(same, before);
+  EXPECT_NEAR(same, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  EXPECT_GE(Count(*second->Latest(), a, "context-switches"), 1);
+
+  // Another event list: new counters, the totals of the events kept carry
+  // over; a cgroup re-created under its path meanwhile starts again.
+  again.reset();
+  again = std::make_unique<ScopedCgroup>(parent.path() + "/again");
+  config::Config fewer = c;
+  fewer.cgroups.events = {"cpu-clock", "context-switches"};
+  auto third = MakeAfter(fewer, second.get());
+  ASSERT_TRUE(third);
+  EXPECT_FALSE(third->shares_previous_counters());
+  second.reset();
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
+  third->EndRound();
+  const auto s = third->Latest();
+  const double after = Count(*s, b, "cpu-clock");
+  std::printf("other events: busy cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%)\n", after,
+              cpu_stat_ns(), 100 * (after / cpu_stat_ns() - 1));
+  EXPECT_GE(after, same);
+  EXPECT_NEAR(after, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  EXPECT_EQ(Count(*s, b, "task-clock"), -1);  // no longer attributed
+  EXPECT_GE(Count(*s, a, "cpu-clock"), 0);
+  EXPECT_LT(Count(*s, a, "cpu-clock"), again_before / 10);  // a reset, not carried
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ContinuityTest,
+                         ::testing::Values(config::CgroupMode::kPerf, config::CgroupMode::kBpf),
+                         [](const ::testing::TestParamInfo<config::CgroupMode>& mode) {
+                           return std::string(ToString(mode.param));
+                         });
+
+// The daemon's wiring: SIGHUP's Reload() with the same and with another
+// configuration; pmu_cgroup_events_total never goes back.
+TEST_F(AttributionTest, ServiceReloadKeepsCgroupCountersMonotonic) {
+  const std::string top = "pmu-attr-hup-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  ScopedCgroup child(parent.path() + "/child");
+  config::Config c = ConfigFor(config::CgroupMode::kAuto, top);
+  c.exporter.listen.port = 0;
+  const std::string series =
+      "pmu_cgroup_events_total{cgroup=\"/" + top + "/child\",event=\"cpu-clock\"}";
+  const uint64_t usage0 = UsageUsec(child.path());
+  daemon::Service service(c);
+  service.Start();
+  WaitExit(SpawnIn(child.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
+  service.SampleOnce();
+  const double v1 = SeriesValue(service.RenderMetrics(), series);
+  EXPECT_GT(v1, 150e6) << service.RenderMetrics();
+  service.Reload(c);
+  const double v2 = SeriesValue(service.RenderMetrics(), series);
+  EXPECT_GE(v2, v1);
+  config::Config fewer = c;
+  fewer.cgroups.events = {"cpu-clock", "task-clock"};
+  WaitExit(SpawnIn(child.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
+  service.Reload(fewer);
+  const double v3 = SeriesValue(service.RenderMetrics(), series);
+  EXPECT_GE(v3, v2);
+  WaitExit(SpawnIn(child.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
+  service.SampleOnce();
+  const double v4 = SeriesValue(service.RenderMetrics(), series);
+  const double cpu_stat_ns = static_cast<double>(UsageUsec(child.path()) - usage0) * 1e3;
+  std::printf("across two reloads: %.0f, %.0f, %.0f, %.0f ns; cpu.stat %.0f ns\n", v1, v2, v3, v4,
+              cpu_stat_ns);
+  EXPECT_GE(v4, v3);
+  // Nothing ran during the reloads themselves: nothing may be missing.
+  EXPECT_NEAR(v4, cpu_stat_ns, 0.02 * cpu_stat_ns);
+  service.Stop();
+}
+
+// Takes CPU 1 offline or online; the destructor brings it back online.
+class Cpu1Switch {
+ public:
+  static constexpr const char* kPath = "/sys/devices/system/cpu/cpu1/online";
+  ~Cpu1Switch() { Set(true); }
+  static bool Set(bool online) {
+    const int fd = open(kPath, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    const bool ok = write(fd, online ? "1" : "0", 1) == 1 || errno == EINVAL;
+    close(fd);
+    return ok;
+  }
+};
+
+bool Cpu1Online() {
+  std::ifstream in(Cpu1Switch::kPath);
+  int on = 0;
+  return (in >> on) && on == 1;
+}
+
+class HotplugTest : public ContinuityTest {};
+
+TEST_P(HotplugTest, CpusThatComeOnlineAreAttributedAndOfflineOnesKeepTheirCounts) {
+  if (access(Cpu1Switch::kPath, W_OK) != 0) {
+    GTEST_SKIP() << "CPU 1 cannot be taken offline here (" << Cpu1Switch::kPath << ": "
+                 << std::strerror(errno) << ")";
+  }
+  if (!Cpu1Online()) GTEST_SKIP() << "CPU 1 is offline already";
+  const std::string top = "pmu-attr-hotplug-" + std::to_string(getpid());
+  ScopedCgroup parent(root_ + "/" + top);
+  ScopedCgroup busy(parent.path() + "/busy");
+  const std::string b = "/" + top + "/busy";
+  const uint64_t usage0 = UsageUsec(busy.path());
+  const auto cpu_stat_ns = [&] {
+    return static_cast<double>(UsageUsec(busy.path()) - usage0) * 1e3;
+  };
+  Cpu1Switch restore;
+  ASSERT_TRUE(Cpu1Switch::Set(false)) << std::strerror(errno);
+  AttributionOptions options;
+  options.cpus = {0, 1};  // every CPU the configuration selects, online or not
+  options.other_fds = 512;
+  auto attribution = CgroupAttribution::Create(ConfigFor(GetParam(), top), plan_, options);
+  ASSERT_TRUE(attribution);
+  const size_t fds_cpu0 = attribution->Latest()->open_fds;
+  // Online: counted from the next rounds on (perf may refuse a CPU that has
+  // only just come online for a moment).
+  const auto wait_fds = [&](bool more) {
+    for (int i = 0; i < 100; ++i) {
+      attribution->EndRound();
+      const size_t fds = attribution->Latest()->open_fds;
+      if (more ? fds > fds_cpu0 : fds == fds_cpu0) return true;
+      std::this_thread::sleep_for(20ms);
+    }
+    return false;
+  };
+  ASSERT_TRUE(Cpu1Switch::Set(true));
+  ASSERT_TRUE(wait_fds(true)) << "CPU 1's counters never opened";
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(1, 300ms); }));
+  attribution->EndRound();
+  const double on1 = Count(*attribution->Latest(), b, "cpu-clock");
+  std::printf("came online: cpu-clock on CPU 1 %.0f ns vs cpu.stat %.0f ns\n", on1, cpu_stat_ns());
+  EXPECT_NEAR(on1, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  // Offline: closed after a last read; the totals stay.
+  ASSERT_TRUE(Cpu1Switch::Set(false));
+  ASSERT_TRUE(wait_fds(false)) << "CPU 1's counters stayed open";
+  EXPECT_GE(Count(*attribution->Latest(), b, "cpu-clock"), on1);
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(0, 200ms); }));
+  // Back online: fresh counters continue the same totals.
+  ASSERT_TRUE(Cpu1Switch::Set(true));
+  ASSERT_TRUE(wait_fds(true)) << "CPU 1's counters never reopened";
+  WaitExit(SpawnIn(busy.path(), [&] { BusyLoop(1, 300ms); }));
+  attribution->EndRound();
+  const double total = Count(*attribution->Latest(), b, "cpu-clock");
+  std::printf("offline and back: cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%)\n", total,
+              cpu_stat_ns(), 100 * (total / cpu_stat_ns() - 1));
+  EXPECT_NEAR(total, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  EXPECT_GE(Count(*attribution->Latest(), "/" + top, "cpu-clock"), total * (1 - 1e-4));
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, HotplugTest,
+                         ::testing::Values(config::CgroupMode::kPerf, config::CgroupMode::kBpf),
+                         [](const ::testing::TestParamInfo<config::CgroupMode>& mode) {
+                           return std::string(ToString(mode.param));
+                         });
+
+// --check-config counts the [cgroups] series as start-up does: the worst
+// case of `max` cgroups x attributed events.
+TEST(AttributionCheckConfig, CountsCgroupSeriesLikeStartUp) {
+  pmu::testing::TempDir dir;
+  const std::string events =
+      "[[events]]\nname = \"cpu-clock\"\nevent = \"cpu-clock\"\n"
+      "[[events]]\nname = \"task-clock\"\nevent = \"task-clock\"\n"
+      "[[events]]\nname = \"context-switches\"\nevent = \"context-switches\"\n"
+      "[[events]]\nname = \"page-faults\"\nevent = \"page-faults\"\n";
+  const std::string cgroups = "[cgroups]\nenabled = true\nmode = \"perf\"\nmax = 1000\n";
+  const auto series = [&](const std::string& name, const std::string& text) {
+    const pmu::testing::RunResult r = pmu::testing::RunCommand(
+        {pmu::testing::DaemonBinary(), "--config", dir.Write(name, text), "--check-config"});
+    EXPECT_EQ(r.status, 0) << r.out << r.err;
+    const size_t at = r.out.find("\nseries: ");
+    return at == std::string::npos ? -1.0 : std::stod(r.out.substr(at + 9));
+  };
+  const double without = series("without.toml", events);
+  const double with = series("with.toml", events + cgroups);
+  // 1000 cgroups x 4 events x (count, enabled, running) and their info.
+  EXPECT_GE(with - without, 1000 * 4 * 3) << with << " vs " << without;
+  const std::string tight =
+      dir.Write("tight.toml", "[exporter]\nmax_series = 5000\n" + events + cgroups);
+  const pmu::testing::RunResult r =
+      pmu::testing::RunCommand({pmu::testing::DaemonBinary(), "--config", tight, "--check-config"});
+  EXPECT_EQ(r.status, 2) << r.out << r.err;
+  EXPECT_NE(r.err.find("pmu_cgroup_events_total = 4000"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -16,7 +16,9 @@
 //
 // Life cycle: Create() discovers the cgroups and opens what the mode needs.
 // Every EndRound() (the pipeline's aggregator thread, after each round)
-// rescans when `rescan` has passed, reads the counts and publishes an
+// follows CPU hotplug (the counters of a CPU that came online are opened, a
+// CPU gone offline is read a last time and closed: `cpus` may list offline
+// CPUs), rescans when `rescan` has passed, reads the counts and publishes an
 // immutable CgroupSnapshot. A cgroup appears at the first rescan that sees
 // it, starting at zero; a removed one disappears at the next; a cgroup
 // re-created under the same path is a new cgroup (new id) whose totals start
@@ -70,6 +72,8 @@ struct CgroupSnapshot {
   uint64_t rescans = 0;
 };
 
+class CgroupAttribution;
+
 struct AttributionOptions {
   // The CPUs to count on (the pipeline's selected CPUs).
   std::vector<int> cpus;
@@ -78,6 +82,15 @@ struct AttributionOptions {
   // mode's budget.
   size_t other_fds = 0;
   collectors::PerfSyscalls* sys = nullptr;  // nullptr: the real syscalls
+  // The attribution this one replaces (a reload; nullptr: none). Its totals
+  // carry over per (cgroup, event): the same cgroup (path and id) and the
+  // same event (name and encoding) continue where they were, so exported
+  // counters stay monotonic across reloads. When the counting setup is the
+  // same (mode, root, CPUs, events, max), the new attribution also shares
+  // the previous one's fds and BPF maps, so nothing counted between the
+  // two is lost. `previous` must not count while Create runs, and it stays
+  // usable (a reload that fails later goes on with it).
+  CgroupAttribution* previous = nullptr;
 };
 
 // The fd budget of perf mode: `needed` = max x CPUs x events.
@@ -112,6 +125,8 @@ class CgroupAttribution final : public sampling::RoundObserver {
   void EndRound() override;
   // Rescans now (tests; EndRound calls it when due).
   void Rescan();
+  // Whether the previous attribution's fds/maps were taken over (tests).
+  bool shares_previous_counters() const { return shared_; }
 
   Mode mode() const { return mode_; }
   std::shared_ptr<const CgroupSnapshot> Latest() const;
@@ -121,14 +136,25 @@ class CgroupAttribution final : public sampling::RoundObserver {
  private:
   struct Tracked;
   CgroupAttribution(const config::Config& config, Mode mode, std::string root,
-                    std::vector<std::string> event_names, std::unique_ptr<Backend> backend);
+                    std::vector<std::string> event_names, std::vector<perf_event_attr> attrs,
+                    std::vector<int> cpus, std::shared_ptr<Backend> backend);
   void Read();
+  // Whether `previous`'s backend counts exactly what this one would.
+  static bool SameCounters(const CgroupAttribution& previous, const config::CgroupsConfig& config,
+                           const std::string& root, const std::vector<std::string>& names,
+                           const std::vector<perf_event_attr>& attrs, const std::vector<int>& cpus);
+  // Takes previous's state over (SameCounters) or only its totals.
+  void TakeOver(const CgroupAttribution& previous);
+  void CarryTotals(const CgroupAttribution& previous);
 
   config::CgroupsConfig config_;
   Mode mode_;
   std::string root_;
   std::vector<std::string> event_names_;
-  std::unique_ptr<Backend> backend_;
+  std::vector<perf_event_attr> attrs_;  // parallel to event_names_
+  std::vector<int> cpus_;               // every CPU that may be counted
+  std::shared_ptr<Backend> backend_;    // shared with the attribution replaced
+  bool shared_ = false;
   std::vector<std::unique_ptr<Tracked>> tracked_;  // sorted by path
   size_t matched_ = 0;
   bool overflow_logged_ = false;
