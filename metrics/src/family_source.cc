@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <charconv>
 #include <map>
 #include <span>
 #include <tuple>
@@ -53,30 +55,69 @@ UnitFamily FamilyForUnit(const std::string& unit) {
 // One exported series of an event: per CPU, or per (package, die) for unit
 // events opened once per die (summed over the CPUs the die's event ran on,
 // so a hotplug move of the uncore event keeps the series continuous).
+// A label value that is a number, spelt in place (no allocation).
+class Digits {
+ public:
+  Digits() = default;
+  explicit Digits(int v) {
+    const auto [end, ec] = std::to_chars(buf_.data(), buf_.data() + buf_.size(), v);
+    size_ = ec == std::errc() ? static_cast<uint8_t>(end - buf_.data()) : 0;
+  }
+  bool empty() const { return size_ == 0; }
+  std::string_view view() const { return {buf_.data(), size_}; }
+
+ private:
+  std::array<char, 12> buf_{};
+  uint8_t size_ = 0;
+};
+
 struct EventSeries {
   size_t event = 0;
-  std::string cpu, package, die;
+  Digits cpu, package, die;
   EventTotals totals;
+  // Its labels (views of the strings above and of the plan), spelt once for
+  // every family it appears in.
+  std::array<Label, 5> labels;
+  size_t label_count = 0;
+  PreparedLabels prepared;
+};
+
+// What the event families need of a plan's event, looked up once per render.
+struct EventFacts {
+  UnitFamily unit;
+  size_t unit_family = 0;  // index in the unit families; 0 = pmu_events_total
 };
 
 std::vector<EventSeries> CollectSeries(const sampling::Snapshot& snap) {
   const auto& events = snap.plan->events;
+  const bool any_by_die =
+      std::any_of(events.begin(), events.end(), [](const auto& ev) { return ev.label_by_die; });
   std::vector<EventSeries> out;
+  size_t reserve = 0;
+  for (const CpuTotals& cpu : snap.counters) reserve += cpu.events.size();
+  out.reserve(reserve);
   std::map<std::tuple<size_t, int, int>, size_t> by_die;
   for (const CpuTotals& cpu : snap.counters) {
+    const auto loc = any_by_die ? snap.plan->locations.find(cpu.cpu) : snap.plan->locations.end();
+    const Digits cpu_label(cpu.cpu);
     for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
       const EventTotals& t = cpu.events[i];
       if (!events[i].supported || !t.seen) continue;
-      const auto loc = snap.plan->locations.find(cpu.cpu);
       if (!events[i].label_by_die || loc == snap.plan->locations.end()) {
-        out.push_back({i, std::to_string(cpu.cpu), "", "", t});
+        EventSeries& s = out.emplace_back();
+        s.event = i;
+        s.cpu = cpu_label;
+        s.totals = t;
         continue;
       }
       const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
       auto [it, fresh] = by_die.emplace(key, out.size());
       if (fresh) {
-        out.push_back(
-            {i, "", std::to_string(loc->second.package), std::to_string(loc->second.die), t});
+        EventSeries& s = out.emplace_back();
+        s.event = i;
+        s.package = Digits(loc->second.package);
+        s.die = Digits(loc->second.die);
+        s.totals = t;
         continue;
       }
       EventTotals& sum = out[it->second].totals;
@@ -91,38 +132,85 @@ std::vector<EventSeries> CollectSeries(const sampling::Snapshot& snap) {
   return out;
 }
 
+// Fills every series' labels and spells them into `arena` (one buffer for
+// all of them); `series` and `arena` are not resized afterwards. A CPU
+// series' text is its CPU number and its event's part, spelt (escaped) once
+// per event.
+void PrepareLabels(const collectors::EventPlan& plan, std::vector<EventSeries>& series,
+                   std::string& arena) {
+  std::vector<std::string> event_text(plan.events.size());  // ,event="..."[,pmu="..."]}
+  for (size_t e = 0; e < plan.events.size(); ++e) {
+    const auto& ev = plan.events[e];
+    std::vector<Label> labels{{"cpu", ""}, {"event", ev.name}};
+    if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
+    std::string text;
+    AppendLabelText(text, labels);  // {cpu="",event="..."...}
+    event_text[e] = text.substr(std::string_view("{cpu=\"\"").size());
+  }
+  std::vector<size_t> ends;
+  ends.reserve(series.size());
+  for (EventSeries& s : series) {
+    const auto& ev = plan.events[s.event];
+    size_t n = 0;
+    if (!s.cpu.empty()) s.labels[n++] = {"cpu", s.cpu.view()};
+    if (!s.die.empty()) s.labels[n++] = {"die", s.die.view()};
+    s.labels[n++] = {"event", ev.name};
+    if (!s.package.empty()) s.labels[n++] = {"package", s.package.view()};
+    if (!ev.pmu.empty()) s.labels[n++] = {"pmu", ev.pmu};
+    s.label_count = n;
+    if (!s.cpu.empty() && s.die.empty() && s.package.empty()) {
+      arena += "{cpu=\"";
+      arena += s.cpu.view();  // digits: nothing to escape
+      arena += '"';
+      arena += event_text[s.event];
+    } else {
+      AppendLabelText(arena, std::span<const Label>(s.labels.data(), n));
+    }
+    ends.push_back(arena.size());
+  }
+  size_t begin = 0;
+  for (size_t i = 0; i < series.size(); ++i) {
+    EventSeries& s = series[i];
+    s.prepared = {std::span<const Label>(s.labels.data(), s.label_count),
+                  std::string_view(arena).substr(begin, ends[i] - begin)};
+    begin = ends[i];
+  }
+}
+
 class EventFamilySource final : public FamilySource {
  public:
   void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
     const sampling::Snapshot* snap = snapshot.sampling.get();
     const bool have = snap != nullptr && snap->plan != nullptr;
-    const std::vector<EventSeries> series =
-        have ? CollectSeries(*snap) : std::vector<EventSeries>{};
-    const auto sample = [&](const EventSeries& s, double value) {
-      const auto& ev = snap->plan->events[s.event];
-      std::vector<Label> labels;
-      if (!s.cpu.empty()) labels.push_back({"cpu", s.cpu});
-      if (!s.die.empty()) labels.push_back({"die", s.die});
-      labels.push_back({"event", ev.name});
-      if (!s.package.empty()) labels.push_back({"package", s.package});
-      if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
-      out.Sample(std::span<const Label>(labels), value);
-    };
+    std::vector<EventSeries> series = have ? CollectSeries(*snap) : std::vector<EventSeries>{};
+    std::string arena;
+    if (have) {
+      // About 40 bytes per label set; one more growth at worst.
+      arena.reserve(series.size() * 48);
+      PrepareLabels(*snap->plan, series, arena);
+    }
     const auto per_event = [&](std::string_view name, std::string_view help, MetricType type,
                                double (*value)(const EventTotals&)) {
       out.Family(name, help, type);
-      for (const EventSeries& s : series) sample(s, value(s.totals));
+      for (const EventSeries& s : series) out.Sample(s.prepared, value(s.totals));
     };
     // Counts: plain ones in pmu_events_total, ones with a unit in their
     // unit's family, scaled (README: units).
     std::vector<UnitFamily> unit_families;
+    std::vector<EventFacts> facts;
     if (have) {
       for (const auto& ev : snap->plan->events) {
-        UnitFamily f = FamilyForUnit(ev.unit);
-        if (ev.supported && !f.family.empty() &&
-            std::none_of(unit_families.begin(), unit_families.end(),
-                         [&](const UnitFamily& u) { return u.family == f.family; })) {
-          unit_families.push_back(std::move(f));
+        EventFacts& f = facts.emplace_back();
+        f.unit = FamilyForUnit(ev.unit);
+        if (f.unit.family.empty()) continue;
+        const auto it =
+            std::find_if(unit_families.begin(), unit_families.end(),
+                         [&](const UnitFamily& u) { return u.family == f.unit.family; });
+        if (it != unit_families.end()) {
+          f.unit_family = static_cast<size_t>(it - unit_families.begin()) + 1;
+        } else if (ev.supported) {
+          unit_families.push_back(f.unit);
+          f.unit_family = unit_families.size();
         }
       }
     }
@@ -132,14 +220,16 @@ class EventFamilySource final : public FamilySource {
                MetricType::kCounter);
     for (const EventSeries& s : series) {
       const auto& ev = snap->plan->events[s.event];
-      if (FamilyForUnit(ev.unit).family.empty()) sample(s, s.totals.count() * ev.scale);
+      if (facts[s.event].unit.family.empty()) out.Sample(s.prepared, s.totals.count() * ev.scale);
     }
-    for (const UnitFamily& family : unit_families) {
+    for (size_t u = 0; u < unit_families.size(); ++u) {
+      const UnitFamily& family = unit_families[u];
       out.Family(family.family, family.help, MetricType::kCounter);
       for (const EventSeries& s : series) {
         const auto& ev = snap->plan->events[s.event];
-        const UnitFamily u = FamilyForUnit(ev.unit);
-        if (u.family == family.family) sample(s, s.totals.count() * ev.scale * u.factor);
+        if (facts[s.event].unit_family == u + 1) {
+          out.Sample(s.prepared, s.totals.count() * ev.scale * family.factor);
+        }
       }
     }
     per_event("pmu_event_enabled_seconds_total", "Time the event was enabled on the CPU.",

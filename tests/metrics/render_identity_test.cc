@@ -60,7 +60,7 @@ ExportSnapshot FixedSnapshot() {
     for (size_t e = 0; e < plan->events.size(); ++e) {
       sampling::EventTotals v;
       v.seen = !(cpu == 1 && e == 1);
-      v.exact = 1000003ull * static_cast<uint64_t>(cpu + 1) * (e + 1) + (e == 3 ? 7 : 0);
+      v.exact = uint64_t{1000003} * static_cast<uint64_t>(cpu + 1) * (e + 1) + (e == 3 ? 7 : 0);
       v.scaled = cpu == 2 ? 1234.5678 * static_cast<double>(e) : 0;
       v.enabled_ns = 3'000'000'000ull + 17 * static_cast<uint64_t>(cpu);
       v.running_ns = cpu == 2 ? 2'250'000'000ull : v.enabled_ns;
