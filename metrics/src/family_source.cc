@@ -7,7 +7,9 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <deque>
 #include <map>
+#include <optional>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -52,9 +54,6 @@ UnitFamily FamilyForUnit(const std::string& unit) {
   return {name + "_total", 1, "Counts of a PMU event in the unit its sysfs .unit file names."};
 }
 
-// One exported series of an event: per CPU, or per (package, die) for unit
-// events opened once per die (summed over the CPUs the die's event ran on,
-// so a hotplug move of the uncore event keeps the series continuous).
 // A label value that is a number, spelt in place (no allocation).
 class Digits {
  public:
@@ -63,7 +62,6 @@ class Digits {
     const auto [end, ec] = std::to_chars(buf_.data(), buf_.data() + buf_.size(), v);
     size_ = ec == std::errc() ? static_cast<uint8_t>(end - buf_.data()) : 0;
   }
-  bool empty() const { return size_ == 0; }
   std::string_view view() const { return {buf_.data(), size_}; }
 
  private:
@@ -71,128 +69,133 @@ class Digits {
   uint8_t size_ = 0;
 };
 
+// One exported series of an event: per CPU, or per (package, die) for unit
+// events opened once per die (summed over the CPUs the die's event ran on,
+// so a hotplug move of the uncore event keeps the series continuous).
 struct EventSeries {
-  size_t event = 0;
-  Digits cpu, package, die;
-  EventTotals totals;
-  // Its labels (views of the strings above and of the plan), spelt once for
-  // every family it appears in.
-  std::array<Label, 5> labels;
-  size_t label_count = 0;
-  PreparedLabels prepared;
+  size_t event;
+  const EventTotals* totals;  // the CPU's, or the die's sum
+  PreparedLabels prepared;    // its labels, spelt once for every family
+};
+
+// The event series of a snapshot with their labels: per CPU series, the
+// CPU's number and its event's part spelt (escaped) once per event.
+// Everything the series point to lives here; not copyable.
+class EventSeriesSet {
+ public:
+  explicit EventSeriesSet(const sampling::Snapshot& snap) {
+    const collectors::EventPlan& plan = *snap.plan;
+    const auto& events = plan.events;
+    const bool any_by_die =
+        std::any_of(events.begin(), events.end(), [](const auto& ev) { return ev.label_by_die; });
+    // ,event="..."[,pmu="..."]} per event: the labels after cpu.
+    std::vector<std::string> event_text(events.size());
+    for (size_t e = 0; e < events.size(); ++e) {
+      std::vector<Label> labels{{"cpu", ""}, {"event", events[e].name}};
+      if (!events[e].pmu.empty()) labels.push_back({"pmu", events[e].pmu});
+      std::string text;
+      AppendLabelText(text, labels);  // {cpu="",event="..."...}
+      event_text[e] = text.substr(std::string_view("{cpu=\"\"").size());
+    }
+    size_t most = 0;
+    for (const CpuTotals& cpu : snap.counters) most += std::min(cpu.events.size(), events.size());
+    series_.reserve(most);
+    labels_.reserve(most * 5);  // never regrows: the series' spans point into it
+    ends_.reserve(most);
+    arena_.reserve(most * 48);  // about 40 bytes per label set
+    cpu_digits_.reserve(snap.counters.size());
+    std::map<std::tuple<size_t, int, int>, size_t> by_die;
+    for (const CpuTotals& cpu : snap.counters) {
+      const auto loc = any_by_die ? plan.locations.find(cpu.cpu) : plan.locations.end();
+      const std::string_view digits = cpu_digits_.emplace_back(cpu.cpu).view();
+      for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
+        const EventTotals& t = cpu.events[i];
+        if (!events[i].supported || !t.seen) continue;
+        const auto& ev = events[i];
+        if (!ev.label_by_die || loc == plan.locations.end()) {
+          const size_t first = labels_.size();
+          labels_.push_back({"cpu", digits});
+          labels_.push_back({"event", ev.name});
+          if (!ev.pmu.empty()) labels_.push_back({"pmu", ev.pmu});
+          series_.push_back({i, &t, {Labels(first), {}}});
+          arena_ += "{cpu=\"";
+          arena_ += digits;  // nothing to escape
+          arena_ += '"';
+          arena_ += event_text[i];
+          ends_.push_back(arena_.size());
+          continue;
+        }
+        const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
+        auto [it, fresh] = by_die.emplace(key, series_.size());
+        if (!fresh) {
+          EventTotals& sum = die_sums_[it->second];
+          sum.exact += t.exact;
+          sum.scaled += t.scaled;
+          sum.enabled_ns += t.enabled_ns;
+          sum.running_ns += t.running_ns;
+          sum.samples += t.samples;
+          if (t.samples > 0) sum.last_running_ratio = t.last_running_ratio;
+          continue;
+        }
+        const std::string_view package = die_digits_.emplace_back(loc->second.package).view();
+        const std::string_view die = die_digits_.emplace_back(loc->second.die).view();
+        const size_t first = labels_.size();
+        labels_.push_back({"die", die});
+        labels_.push_back({"event", ev.name});
+        labels_.push_back({"package", package});
+        if (!ev.pmu.empty()) labels_.push_back({"pmu", ev.pmu});
+        die_sums_[series_.size()] = t;
+        series_.push_back({i, nullptr, {Labels(first), {}}});
+        AppendLabelText(arena_, Labels(first));
+        ends_.push_back(arena_.size());
+      }
+    }
+    size_t begin = 0;
+    for (size_t i = 0; i < series_.size(); ++i) {
+      EventSeries& s = series_[i];
+      if (s.totals == nullptr) s.totals = &die_sums_.at(i);
+      s.prepared.text = std::string_view(arena_).substr(begin, ends_[i] - begin);
+      begin = ends_[i];
+    }
+  }
+  EventSeriesSet(const EventSeriesSet&) = delete;
+  EventSeriesSet& operator=(const EventSeriesSet&) = delete;
+
+  const std::vector<EventSeries>& series() const { return series_; }
+
+ private:
+  std::span<const Label> Labels(size_t first) const {
+    return std::span<const Label>(labels_).subspan(first);
+  }
+
+  std::vector<EventSeries> series_;
+  std::vector<Label> labels_;
+  std::vector<size_t> ends_;
+  std::string arena_;
+  std::vector<Digits> cpu_digits_;
+  std::deque<Digits> die_digits_;           // stable addresses
+  std::map<size_t, EventTotals> die_sums_;  // by series index
 };
 
 // What the event families need of a plan's event, looked up once per render.
 struct EventFacts {
   UnitFamily unit;
-  size_t unit_family = 0;  // index in the unit families; 0 = pmu_events_total
+  size_t unit_family = 0;  // index in the unit families + 1; 0 = pmu_events_total
 };
-
-std::vector<EventSeries> CollectSeries(const sampling::Snapshot& snap) {
-  const auto& events = snap.plan->events;
-  const bool any_by_die =
-      std::any_of(events.begin(), events.end(), [](const auto& ev) { return ev.label_by_die; });
-  std::vector<EventSeries> out;
-  size_t reserve = 0;
-  for (const CpuTotals& cpu : snap.counters) reserve += cpu.events.size();
-  out.reserve(reserve);
-  std::map<std::tuple<size_t, int, int>, size_t> by_die;
-  for (const CpuTotals& cpu : snap.counters) {
-    const auto loc = any_by_die ? snap.plan->locations.find(cpu.cpu) : snap.plan->locations.end();
-    const Digits cpu_label(cpu.cpu);
-    for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
-      const EventTotals& t = cpu.events[i];
-      if (!events[i].supported || !t.seen) continue;
-      if (!events[i].label_by_die || loc == snap.plan->locations.end()) {
-        EventSeries& s = out.emplace_back();
-        s.event = i;
-        s.cpu = cpu_label;
-        s.totals = t;
-        continue;
-      }
-      const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
-      auto [it, fresh] = by_die.emplace(key, out.size());
-      if (fresh) {
-        EventSeries& s = out.emplace_back();
-        s.event = i;
-        s.package = Digits(loc->second.package);
-        s.die = Digits(loc->second.die);
-        s.totals = t;
-        continue;
-      }
-      EventTotals& sum = out[it->second].totals;
-      sum.exact += t.exact;
-      sum.scaled += t.scaled;
-      sum.enabled_ns += t.enabled_ns;
-      sum.running_ns += t.running_ns;
-      sum.samples += t.samples;
-      if (t.samples > 0) sum.last_running_ratio = t.last_running_ratio;
-    }
-  }
-  return out;
-}
-
-// Fills every series' labels and spells them into `arena` (one buffer for
-// all of them); `series` and `arena` are not resized afterwards. A CPU
-// series' text is its CPU number and its event's part, spelt (escaped) once
-// per event.
-void PrepareLabels(const collectors::EventPlan& plan, std::vector<EventSeries>& series,
-                   std::string& arena) {
-  std::vector<std::string> event_text(plan.events.size());  // ,event="..."[,pmu="..."]}
-  for (size_t e = 0; e < plan.events.size(); ++e) {
-    const auto& ev = plan.events[e];
-    std::vector<Label> labels{{"cpu", ""}, {"event", ev.name}};
-    if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
-    std::string text;
-    AppendLabelText(text, labels);  // {cpu="",event="..."...}
-    event_text[e] = text.substr(std::string_view("{cpu=\"\"").size());
-  }
-  std::vector<size_t> ends;
-  ends.reserve(series.size());
-  for (EventSeries& s : series) {
-    const auto& ev = plan.events[s.event];
-    size_t n = 0;
-    if (!s.cpu.empty()) s.labels[n++] = {"cpu", s.cpu.view()};
-    if (!s.die.empty()) s.labels[n++] = {"die", s.die.view()};
-    s.labels[n++] = {"event", ev.name};
-    if (!s.package.empty()) s.labels[n++] = {"package", s.package.view()};
-    if (!ev.pmu.empty()) s.labels[n++] = {"pmu", ev.pmu};
-    s.label_count = n;
-    if (!s.cpu.empty() && s.die.empty() && s.package.empty()) {
-      arena += "{cpu=\"";
-      arena += s.cpu.view();  // digits: nothing to escape
-      arena += '"';
-      arena += event_text[s.event];
-    } else {
-      AppendLabelText(arena, std::span<const Label>(s.labels.data(), n));
-    }
-    ends.push_back(arena.size());
-  }
-  size_t begin = 0;
-  for (size_t i = 0; i < series.size(); ++i) {
-    EventSeries& s = series[i];
-    s.prepared = {std::span<const Label>(s.labels.data(), s.label_count),
-                  std::string_view(arena).substr(begin, ends[i] - begin)};
-    begin = ends[i];
-  }
-}
 
 class EventFamilySource final : public FamilySource {
  public:
   void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
     const sampling::Snapshot* snap = snapshot.sampling.get();
     const bool have = snap != nullptr && snap->plan != nullptr;
-    std::vector<EventSeries> series = have ? CollectSeries(*snap) : std::vector<EventSeries>{};
-    std::string arena;
-    if (have) {
-      // About 40 bytes per label set; one more growth at worst.
-      arena.reserve(series.size() * 48);
-      PrepareLabels(*snap->plan, series, arena);
-    }
+    std::optional<EventSeriesSet> set;
+    if (have) set.emplace(*snap);
+    static const std::vector<EventSeries> kNone;
+    const std::vector<EventSeries>& series = set ? set->series() : kNone;
     const auto per_event = [&](std::string_view name, std::string_view help, MetricType type,
                                double (*value)(const EventTotals&)) {
       out.Family(name, help, type);
-      for (const EventSeries& s : series) out.Sample(s.prepared, value(s.totals));
+      for (const EventSeries& s : series) out.Sample(s.prepared, value(*s.totals));
     };
     // Counts: plain ones in pmu_events_total, ones with a unit in their
     // unit's family, scaled (README: units).
@@ -220,7 +223,7 @@ class EventFamilySource final : public FamilySource {
                MetricType::kCounter);
     for (const EventSeries& s : series) {
       const auto& ev = snap->plan->events[s.event];
-      if (facts[s.event].unit.family.empty()) out.Sample(s.prepared, s.totals.count() * ev.scale);
+      if (facts[s.event].unit.family.empty()) out.Sample(s.prepared, s.totals->count() * ev.scale);
     }
     for (size_t u = 0; u < unit_families.size(); ++u) {
       const UnitFamily& family = unit_families[u];
@@ -228,7 +231,7 @@ class EventFamilySource final : public FamilySource {
       for (const EventSeries& s : series) {
         const auto& ev = snap->plan->events[s.event];
         if (facts[s.event].unit_family == u + 1) {
-          out.Sample(s.prepared, s.totals.count() * ev.scale * family.factor);
+          out.Sample(s.prepared, s.totals->count() * ev.scale * family.factor);
         }
       }
     }
