@@ -78,6 +78,18 @@ void AppendEscaped(std::string& out, std::string_view text, bool quotes) {
   }
 }
 
+void AppendLabelPairs(std::string& out, std::span<const Label> labels) {
+  bool first = true;
+  for (const Label& l : labels) {
+    if (!first) out += ',';
+    first = false;
+    out += l.name;
+    out += "=\"";
+    AppendEscaped(out, l.value, true);
+    out += '"';
+  }
+}
+
 // name<suffix>{labels[,extra_name="extra_value"]} value
 void AppendSample(std::string& out, std::string_view name, std::string_view suffix,
                   std::span<const Label> labels, std::string_view extra_name,
@@ -86,17 +98,9 @@ void AppendSample(std::string& out, std::string_view name, std::string_view suff
   out += suffix;
   if (!labels.empty() || !extra_name.empty()) {
     out += '{';
-    bool first = true;
-    for (const Label& l : labels) {
-      if (!first) out += ',';
-      first = false;
-      out += l.name;
-      out += "=\"";
-      AppendEscaped(out, l.value, true);
-      out += '"';
-    }
+    AppendLabelPairs(out, labels);
     if (!extra_name.empty()) {
-      if (!first) out += ',';
+      if (!labels.empty()) out += ',';
       out += extra_name;
       out += "=\"";
       out += extra_value;
@@ -110,6 +114,13 @@ void AppendSample(std::string& out, std::string_view name, std::string_view suff
 }
 
 }  // namespace
+
+void AppendLabelText(std::string& out, std::span<const Label> labels) {
+  if (labels.empty()) return;
+  out += '{';
+  AppendLabelPairs(out, labels);
+  out += '}';
+}
 
 std::string_view TypeName(MetricType type) {
   switch (type) {
@@ -147,6 +158,17 @@ void TextWriter::Header() {
 void TextWriter::Sample(std::span<const Label> labels, double value) {
   Header();
   AppendSample(out_, name_, "", labels, "", "", value);
+}
+
+void TextWriter::Sample(const PreparedLabels& labels, double value) {
+  Header();
+  // One capacity check for the line (a number is at most 24 characters).
+  const size_t line = name_.size() + labels.text.size() + 26;
+  if (out_.capacity() - out_.size() < line)
+    out_.reserve(std::max(out_.size() + line, out_.capacity() * 2));
+  out_.append(name_).append(labels.text).push_back(' ');
+  AppendDouble(out_, value);
+  out_.push_back('\n');
 }
 
 void TextWriter::HistogramSample(std::span<const Label> labels, const sampling::Histogram& h) {

@@ -4,8 +4,12 @@
 #include <string.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <charconv>
+#include <deque>
 #include <map>
+#include <optional>
 #include <span>
 #include <tuple>
 #include <vector>
@@ -50,79 +54,166 @@ UnitFamily FamilyForUnit(const std::string& unit) {
   return {name + "_total", 1, "Counts of a PMU event in the unit its sysfs .unit file names."};
 }
 
+// A label value that is a number, spelt in place (no allocation).
+class Digits {
+ public:
+  Digits() = default;
+  explicit Digits(int v) {
+    const auto [end, ec] = std::to_chars(buf_.data(), buf_.data() + buf_.size(), v);
+    size_ = ec == std::errc() ? static_cast<uint8_t>(end - buf_.data()) : 0;
+  }
+  std::string_view view() const { return {buf_.data(), size_}; }
+
+ private:
+  std::array<char, 12> buf_{};
+  uint8_t size_ = 0;
+};
+
 // One exported series of an event: per CPU, or per (package, die) for unit
 // events opened once per die (summed over the CPUs the die's event ran on,
 // so a hotplug move of the uncore event keeps the series continuous).
 struct EventSeries {
-  size_t event = 0;
-  std::string cpu, package, die;
-  EventTotals totals;
+  size_t event;
+  const EventTotals* totals;  // the CPU's, or the die's sum
+  PreparedLabels prepared;    // its labels, spelt once for every family
 };
 
-std::vector<EventSeries> CollectSeries(const sampling::Snapshot& snap) {
-  const auto& events = snap.plan->events;
-  std::vector<EventSeries> out;
-  std::map<std::tuple<size_t, int, int>, size_t> by_die;
-  for (const CpuTotals& cpu : snap.counters) {
-    for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
-      const EventTotals& t = cpu.events[i];
-      if (!events[i].supported || !t.seen) continue;
-      const auto loc = snap.plan->locations.find(cpu.cpu);
-      if (!events[i].label_by_die || loc == snap.plan->locations.end()) {
-        out.push_back({i, std::to_string(cpu.cpu), "", "", t});
-        continue;
+// The event series of a snapshot with their labels: per CPU series, the
+// CPU's number and its event's part spelt (escaped) once per event.
+// Everything the series point to lives here; not copyable.
+class EventSeriesSet {
+ public:
+  explicit EventSeriesSet(const sampling::Snapshot& snap) {
+    const collectors::EventPlan& plan = *snap.plan;
+    const auto& events = plan.events;
+    const bool any_by_die =
+        std::any_of(events.begin(), events.end(), [](const auto& ev) { return ev.label_by_die; });
+    // ,event="..."[,pmu="..."]} per event: the labels after cpu.
+    std::vector<std::string> event_text(events.size());
+    for (size_t e = 0; e < events.size(); ++e) {
+      std::vector<Label> labels{{"cpu", ""}, {"event", events[e].name}};
+      if (!events[e].pmu.empty()) labels.push_back({"pmu", events[e].pmu});
+      std::string text;
+      AppendLabelText(text, labels);  // {cpu="",event="..."...}
+      event_text[e] = text.substr(std::string_view("{cpu=\"\"").size());
+    }
+    size_t most = 0;
+    for (const CpuTotals& cpu : snap.counters) most += std::min(cpu.events.size(), events.size());
+    series_.reserve(most);
+    labels_.reserve(most * 5);  // never regrows: the series' spans point into it
+    ends_.reserve(most);
+    arena_.reserve(most * 48);  // about 40 bytes per label set
+    cpu_digits_.reserve(snap.counters.size());
+    std::map<std::tuple<size_t, int, int>, size_t> by_die;
+    for (const CpuTotals& cpu : snap.counters) {
+      const auto loc = any_by_die ? plan.locations.find(cpu.cpu) : plan.locations.end();
+      const std::string_view digits = cpu_digits_.emplace_back(cpu.cpu).view();
+      for (size_t i = 0; i < cpu.events.size() && i < events.size(); ++i) {
+        const EventTotals& t = cpu.events[i];
+        if (!events[i].supported || !t.seen) continue;
+        const auto& ev = events[i];
+        if (!ev.label_by_die || loc == plan.locations.end()) {
+          const size_t first = labels_.size();
+          labels_.push_back({"cpu", digits});
+          labels_.push_back({"event", ev.name});
+          if (!ev.pmu.empty()) labels_.push_back({"pmu", ev.pmu});
+          series_.push_back({i, &t, {Labels(first), {}}});
+          arena_ += "{cpu=\"";
+          arena_ += digits;  // nothing to escape
+          arena_ += '"';
+          arena_ += event_text[i];
+          ends_.push_back(arena_.size());
+          continue;
+        }
+        const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
+        auto [it, fresh] = by_die.emplace(key, series_.size());
+        if (!fresh) {
+          EventTotals& sum = die_sums_[it->second];
+          sum.exact += t.exact;
+          sum.scaled += t.scaled;
+          sum.enabled_ns += t.enabled_ns;
+          sum.running_ns += t.running_ns;
+          sum.samples += t.samples;
+          if (t.samples > 0) sum.last_running_ratio = t.last_running_ratio;
+          continue;
+        }
+        const std::string_view package = die_digits_.emplace_back(loc->second.package).view();
+        const std::string_view die = die_digits_.emplace_back(loc->second.die).view();
+        const size_t first = labels_.size();
+        labels_.push_back({"die", die});
+        labels_.push_back({"event", ev.name});
+        labels_.push_back({"package", package});
+        if (!ev.pmu.empty()) labels_.push_back({"pmu", ev.pmu});
+        die_sums_[series_.size()] = t;
+        series_.push_back({i, nullptr, {Labels(first), {}}});
+        AppendLabelText(arena_, Labels(first));
+        ends_.push_back(arena_.size());
       }
-      const auto key = std::make_tuple(i, loc->second.package, loc->second.die);
-      auto [it, fresh] = by_die.emplace(key, out.size());
-      if (fresh) {
-        out.push_back(
-            {i, "", std::to_string(loc->second.package), std::to_string(loc->second.die), t});
-        continue;
-      }
-      EventTotals& sum = out[it->second].totals;
-      sum.exact += t.exact;
-      sum.scaled += t.scaled;
-      sum.enabled_ns += t.enabled_ns;
-      sum.running_ns += t.running_ns;
-      sum.samples += t.samples;
-      if (t.samples > 0) sum.last_running_ratio = t.last_running_ratio;
+    }
+    size_t begin = 0;
+    for (size_t i = 0; i < series_.size(); ++i) {
+      EventSeries& s = series_[i];
+      if (s.totals == nullptr) s.totals = &die_sums_.at(i);
+      s.prepared.text = std::string_view(arena_).substr(begin, ends_[i] - begin);
+      begin = ends_[i];
     }
   }
-  return out;
-}
+  EventSeriesSet(const EventSeriesSet&) = delete;
+  EventSeriesSet& operator=(const EventSeriesSet&) = delete;
+
+  const std::vector<EventSeries>& series() const { return series_; }
+
+ private:
+  std::span<const Label> Labels(size_t first) const {
+    return std::span<const Label>(labels_).subspan(first);
+  }
+
+  std::vector<EventSeries> series_;
+  std::vector<Label> labels_;
+  std::vector<size_t> ends_;
+  std::string arena_;
+  std::vector<Digits> cpu_digits_;
+  std::deque<Digits> die_digits_;           // stable addresses
+  std::map<size_t, EventTotals> die_sums_;  // by series index
+};
+
+// What the event families need of a plan's event, looked up once per render.
+struct EventFacts {
+  UnitFamily unit;
+  size_t unit_family = 0;  // index in the unit families + 1; 0 = pmu_events_total
+};
 
 class EventFamilySource final : public FamilySource {
  public:
   void Write(const ExportSnapshot& snapshot, FamilyWriter& out) const override {
     const sampling::Snapshot* snap = snapshot.sampling.get();
     const bool have = snap != nullptr && snap->plan != nullptr;
-    const std::vector<EventSeries> series =
-        have ? CollectSeries(*snap) : std::vector<EventSeries>{};
-    const auto sample = [&](const EventSeries& s, double value) {
-      const auto& ev = snap->plan->events[s.event];
-      std::vector<Label> labels;
-      if (!s.cpu.empty()) labels.push_back({"cpu", s.cpu});
-      if (!s.die.empty()) labels.push_back({"die", s.die});
-      labels.push_back({"event", ev.name});
-      if (!s.package.empty()) labels.push_back({"package", s.package});
-      if (!ev.pmu.empty()) labels.push_back({"pmu", ev.pmu});
-      out.Sample(std::span<const Label>(labels), value);
-    };
+    std::optional<EventSeriesSet> set;
+    if (have) set.emplace(*snap);
+    static const std::vector<EventSeries> kNone;
+    const std::vector<EventSeries>& series = set ? set->series() : kNone;
     const auto per_event = [&](std::string_view name, std::string_view help, MetricType type,
                                double (*value)(const EventTotals&)) {
       out.Family(name, help, type);
-      for (const EventSeries& s : series) sample(s, value(s.totals));
+      for (const EventSeries& s : series) out.Sample(s.prepared, value(*s.totals));
     };
     // Counts: plain ones in pmu_events_total, ones with a unit in their
     // unit's family, scaled (README: units).
     std::vector<UnitFamily> unit_families;
+    std::vector<EventFacts> facts;
     if (have) {
       for (const auto& ev : snap->plan->events) {
-        UnitFamily f = FamilyForUnit(ev.unit);
-        if (ev.supported && !f.family.empty() &&
-            std::none_of(unit_families.begin(), unit_families.end(),
-                         [&](const UnitFamily& u) { return u.family == f.family; })) {
-          unit_families.push_back(std::move(f));
+        EventFacts& f = facts.emplace_back();
+        f.unit = FamilyForUnit(ev.unit);
+        if (f.unit.family.empty()) continue;
+        const auto it =
+            std::find_if(unit_families.begin(), unit_families.end(),
+                         [&](const UnitFamily& u) { return u.family == f.unit.family; });
+        if (it != unit_families.end()) {
+          f.unit_family = static_cast<size_t>(it - unit_families.begin()) + 1;
+        } else if (ev.supported) {
+          unit_families.push_back(f.unit);
+          f.unit_family = unit_families.size();
         }
       }
     }
@@ -132,14 +223,16 @@ class EventFamilySource final : public FamilySource {
                MetricType::kCounter);
     for (const EventSeries& s : series) {
       const auto& ev = snap->plan->events[s.event];
-      if (FamilyForUnit(ev.unit).family.empty()) sample(s, s.totals.count() * ev.scale);
+      if (facts[s.event].unit.family.empty()) out.Sample(s.prepared, s.totals->count() * ev.scale);
     }
-    for (const UnitFamily& family : unit_families) {
+    for (size_t u = 0; u < unit_families.size(); ++u) {
+      const UnitFamily& family = unit_families[u];
       out.Family(family.family, family.help, MetricType::kCounter);
       for (const EventSeries& s : series) {
         const auto& ev = snap->plan->events[s.event];
-        const UnitFamily u = FamilyForUnit(ev.unit);
-        if (u.family == family.family) sample(s, s.totals.count() * ev.scale * u.factor);
+        if (facts[s.event].unit_family == u + 1) {
+          out.Sample(s.prepared, s.totals->count() * ev.scale * family.factor);
+        }
       }
     }
     per_event("pmu_event_enabled_seconds_total", "Time the event was enabled on the CPU.",

@@ -190,12 +190,12 @@ void Pipeline::TapProcStat(int cpu, uint64_t slot) {
   std::string_view text;
   int error = 0;
   std::lock_guard lock(proc_stat_mutex_);
-  collectors::ProcStat stat;
-  if (proc_stat_file_->Read(&text, &error)) {
-    stat = collectors::ParseProcStatText(CpuLines(text), proc_stat_file_->path());
-  }
+  TakenProcStat taken;
+  taken.read = proc_stat_file_->Read(&text, &error);
+  if (taken.read) taken.cpu_lines = CpuLines(text);
+  taken.taken_ns = now;
   if (proc_stat_queue_.size() >= kMaxQueuedProcStat) proc_stat_queue_.pop_front();
-  proc_stat_queue_.emplace_back(std::move(stat), now);
+  proc_stat_queue_.push_back(std::move(taken));
 }
 
 std::vector<int> Pipeline::WantedCpus() const {
@@ -438,10 +438,18 @@ void Pipeline::Round(bool check_hotplug) {
   // /proc/stat for the observers: the readings the tap took, in order; a
   // synchronous round (no sampler threads, no tap) hands them the parse of
   // the [stats] read, one read for every consumer.
-  std::deque<std::pair<collectors::ProcStat, int64_t>> proc_stats;
+  std::deque<TakenProcStat> taken;
   if (want_proc_stat_) {
     std::lock_guard lock(proc_stat_mutex_);
-    proc_stats.swap(proc_stat_queue_);
+    taken.swap(proc_stat_queue_);
+  }
+  std::vector<std::pair<collectors::ProcStat, int64_t>> proc_stats;
+  proc_stats.reserve(taken.size() + 1);
+  for (const TakenProcStat& t : taken) {
+    proc_stats.emplace_back(
+        t.read ? collectors::ParseProcStatText(t.cpu_lines, proc_stat_file_->path())
+               : collectors::ProcStat{},
+        t.taken_ns);
   }
   const bool synchronous = want_proc_stat_ && !tapping_.load();
   std::optional<collectors::ProcStat> parse;

@@ -32,6 +32,19 @@ struct Label {
   std::string_view value;
 };
 
+// A series' labels spelt once for the text format ({a="x",b="y"}, values
+// escaped; empty for no labels), for a series written in several families:
+// the text writer copies `text` instead of escaping and joining the labels
+// again. Views only: what they point to outlives the writes.
+struct PreparedLabels {
+  std::span<const Label> labels;
+  std::string_view text;
+};
+
+// Appends the text format's spelling of `labels` (what PreparedLabels::text
+// holds) to `out`.
+void AppendLabelText(std::string& out, std::span<const Label> labels);
+
 class FamilyWriter {
  public:
   virtual ~FamilyWriter() = default;
@@ -42,6 +55,9 @@ class FamilyWriter {
   // A histogram sample of the current family: one _bucket series per bound
   // and +Inf (cumulative), _sum and _count.
   virtual void HistogramSample(std::span<const Label> labels, const sampling::Histogram& h) = 0;
+  // A counter or gauge sample with labels spelt beforehand; the same as
+  // Sample(labels.labels, value) (the default does just that).
+  virtual void Sample(const PreparedLabels& labels, double value) { Sample(labels.labels, value); }
 
   void Sample(std::initializer_list<Label> labels, double value) {
     Sample(std::span<const Label>(labels.begin(), labels.size()), value);
@@ -60,6 +76,7 @@ class TextWriter final : public FamilyWriter {
   void Family(std::string_view name, std::string_view help, MetricType type) override;
   void Sample(std::span<const Label> labels, double value) override;
   void HistogramSample(std::span<const Label> labels, const sampling::Histogram& h) override;
+  void Sample(const PreparedLabels& labels, double value) override;
   using FamilyWriter::HistogramSample;
   using FamilyWriter::Sample;
 

@@ -32,7 +32,8 @@
 //      order taken: while running they are taken by the sampler of the
 //      lowest sampled CPU after its tick, every ProcStatEveryTicks() ticks
 //      (about kProcStatResolution apart: what the derived metrics resolve),
-//      through a held descriptor; a synchronous round reads once itself;
+//      through a held descriptor, and only copied there (its "cpu" lines);
+//      the round parses them; a synchronous round reads once itself;
 //   4. kernel statistics: each enabled [stats] source read once (these are
 //      totals: reading them when a round runs is the resolution they need);
 //   5. observers' EndRound, then the Snapshot is published.
@@ -218,7 +219,14 @@ class Pipeline {
   std::atomic<int> proc_stat_cpu_{-1};  // the sampler that takes them
   std::atomic<bool> tapping_{false};    // sampler threads run: the tap takes them
   std::mutex proc_stat_mutex_;          // guards the two below
-  std::deque<std::pair<collectors::ProcStat, int64_t>> proc_stat_queue_;
+  // Taken, not parsed: the sampler thread only copies the "cpu" lines; the
+  // round parses them (in bulk, warm, off the sampling clock).
+  struct TakenProcStat {
+    bool read = false;  // false: the read failed (an absent /proc/stat)
+    std::string cpu_lines;
+    int64_t taken_ns = 0;
+  };
+  std::deque<TakenProcStat> proc_stat_queue_;
   std::unique_ptr<HeldFile> proc_stat_file_;
 
   std::condition_variable round_cv_;  // with mutex_: a round was published
