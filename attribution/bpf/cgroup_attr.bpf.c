@@ -11,7 +11,10 @@
 // another cgroup while running would otherwise carry the time of the tasks
 // before it into its new cgroup; a task that moves itself
 // (tp_btf/cgroup_attach_task in its own context, as systemd's and the
-// container runtimes' children do) is a switch at that moment. `flush` does the same for the
+// container runtimes' children do) is a switch at that moment. A switch
+// out of a task other than the one the CPU last switched to means a switch
+// went unseen: the interval is split by the task's present stint
+// (catch_up()). `flush` does the same for the
 // interval up to now; user space runs it on every CPU (BPF_PROG_TEST_RUN with
 // BPF_F_TEST_RUN_ON_CPU) before it reads `counts`, so a task that has run
 // since its last switch is not missing from the reading.
@@ -71,10 +74,14 @@ struct {
 } gens SEC(".maps");
 
 // The cgroup each CPU last switched to (pointer and id: the id tells a
-// cgroup freed since from the one remembered).
+// cgroup freed since from the one remembered), and the task switched to
+// (pid; 0 before the first switch).
 struct pmu_running {
   struct cgroup* cgrp;
   __u64 id;
+  __u32 pid;
+  __u32 pad;
+  __u64 at;  // bpf_ktime_get_ns() of the last reading; 0 before the first
 };
 
 struct {
@@ -102,26 +109,11 @@ static __always_inline struct cgroup* task_cgroup(struct task_struct* task) {
   return BPF_CORE_READ(task, cgroups, dfl_cgrp);
 }
 
-// Adds the counters' deltas since this CPU's last reading to `cgrp` (whose
-// id was `id`; null: to no cgroup) and its tracked ancestors.
-static __always_inline void account(struct cgroup* cgrp, __u64 id) {
-  __u32 slots[PMU_MAX_LEVELS];
-  __u32 nslots = 0;
-  struct cgroup* c = cgrp;
-  if (c && BPF_CORE_READ(c, kn, id) != id) c = 0;  // freed since
-  for (int level = 0; level < PMU_MAX_LEVELS && c; level++) {
-    __u64 id = BPF_CORE_READ(c, kn, id);
-    __u32* slot = bpf_map_lookup_elem(&tracked, &id);
-    if (slot && nslots < PMU_MAX_LEVELS) slots[nslots++] = *slot;
-    // `self` is the first member of struct cgroup: a parent css is its cgroup.
-    c = (struct cgroup*)BPF_CORE_READ(c, self.parent);
-  }
-  // The deltas of every event first, then one pass over the slots: keeps
-  // the verifier's walk short.
-  struct pmu_reading delta[PMU_MAX_EVENTS] = {};
+// The counters' deltas since this CPU's last reading, which they replace.
+static __always_inline void read_deltas(struct pmu_reading* delta) {
   __u32 cpu = bpf_get_smp_processor_id();
   __u32 events = nr_events < PMU_MAX_EVENTS ? nr_events : PMU_MAX_EVENTS;
-  for (__u32 e = 0; e < events; e++) {
+  for (__u32 e = 0; e < events && e < PMU_MAX_EVENTS; e++) {
     struct bpf_perf_event_value now = {};
     __u32 index = e * nr_cpus + cpu;
     if (bpf_perf_event_read_value(&counters, index, &now, sizeof(now)) != 0) continue;
@@ -141,34 +133,100 @@ static __always_inline void account(struct cgroup* cgrp, __u64 id) {
     prev->valid = 1;
     prev->gen = current;
   }
+}
+
+// part * share / 65536 without overflow (share <= 65536).
+static __always_inline __u64 scaled(__u64 part, __u64 share) {
+  return (part >> 16) * share + (((part & 0xffff) * share) >> 16);
+}
+
+// The share of `part` that `share` (of 65536) is, or with `rest` what is
+// left of it.
+static __always_inline __u64 portion(__u64 part, __u64 share, bool rest) {
+  __u64 mine = scaled(part, share);
+  return rest ? part - mine : mine;
+}
+
+// Adds the portion of `delta` (see portion(); 65536: all of it) to `cgrp`
+// (whose id was `id`; null: to no cgroup) and its tracked ancestors.
+static __always_inline void add_to(struct cgroup* cgrp, __u64 id, const struct pmu_reading* delta,
+                                   __u64 share, bool rest) {
+  __u32 slots[PMU_MAX_LEVELS];
+  __u32 nslots = 0;
+  struct cgroup* c = cgrp;
+  if (c && BPF_CORE_READ(c, kn, id) != id) c = 0;  // freed since
+  for (int level = 0; level < PMU_MAX_LEVELS && c; level++) {
+    __u64 id = BPF_CORE_READ(c, kn, id);
+    __u32* slot = bpf_map_lookup_elem(&tracked, &id);
+    if (slot && nslots < PMU_MAX_LEVELS) slots[nslots++] = *slot;
+    // `self` is the first member of struct cgroup: a parent css is its cgroup.
+    c = (struct cgroup*)BPF_CORE_READ(c, self.parent);
+  }
+  __u32 events = nr_events < PMU_MAX_EVENTS ? nr_events : PMU_MAX_EVENTS;
   for (__u32 i = 0; i < nslots && i < PMU_MAX_LEVELS; i++) {
-    for (__u32 e = 0; e < events; e++) {
+    for (__u32 e = 0; e < events && e < PMU_MAX_EVENTS; e++) {
       __u32 at = slots[i] * events + e;
       struct pmu_reading* sum = bpf_map_lookup_elem(&counts, &at);
       if (!sum) continue;
-      sum->counter += delta[e].counter;
-      sum->enabled += delta[e].enabled;
-      sum->running += delta[e].running;
+      sum->counter += portion(delta[e].counter, share, rest);
+      sum->enabled += portion(delta[e].enabled, share, rest);
+      sum->running += portion(delta[e].running, share, rest);
     }
   }
 }
 
 // Attributes the interval since the last reading to the remembered cgroup
-// and remembers `to`, unless `to` is the remembered cgroup already (then its
-// share keeps accumulating), or `always`.
-static __always_inline void switch_to(struct cgroup* to, bool always) {
+// and remembers `to` and the task `pid` now running, unless `to` is the
+// remembered cgroup already (then its share keeps accumulating), or `always`.
+static __always_inline void switch_to(struct cgroup* to, __u32 pid, bool always) {
   __u32 zero = 0;
   struct pmu_running* run = bpf_map_lookup_elem(&running, &zero);
   if (!run) return;
+  run->pid = pid;
   if (run->cgrp == to && !always) return;
-  account(run->cgrp, run->id);
+  // The deltas of every event first, then one pass over the slots: keeps
+  // the verifier's walk short.
+  struct pmu_reading delta[PMU_MAX_EVENTS] = {};
+  read_deltas(delta);
+  run->at = bpf_ktime_get_ns();
+  add_to(run->cgrp, run->id, delta, 65536, false);
   run->cgrp = to;
   run->id = to ? BPF_CORE_READ(to, kn, id) : 0;
 }
 
+// The outgoing task is not the one this CPU last switched to: the switch to
+// it went unseen (the program does not run at every switch:
+// docs/ATTRIBUTION.md). Since the last reading ran the remembered cgroup,
+// whatever ran unseen, and `prev` for its present stint (the scheduler's
+// runtime since it was switched in). `prev`'s cgroup gets the share of the
+// interval that stint is, the remembered cgroup the rest; from now on
+// `prev`'s cgroup is the remembered one.
+static __always_inline void catch_up(struct pmu_running* run, struct task_struct* prev) {
+  struct cgroup* from = task_cgroup(prev);
+  __u64 from_id = from ? BPF_CORE_READ(from, kn, id) : 0;
+  if (run->cgrp != from) {
+    __u64 now = bpf_ktime_get_ns();
+    __u64 interval = now - run->at;
+    __u64 stint =
+        BPF_CORE_READ(prev, se.sum_exec_runtime) - BPF_CORE_READ(prev, se.prev_sum_exec_runtime);
+    __u64 share = 65536;
+    if (run->at != 0 && stint < interval) share = interval ? stint * 65536 / interval : 0;
+    struct pmu_reading delta[PMU_MAX_EVENTS] = {};
+    read_deltas(delta);
+    run->at = now;
+    add_to(from, from_id, delta, share, false);
+    add_to(run->cgrp, run->id, delta, share, true);
+  }
+  run->cgrp = from;
+  run->id = from_id;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(pmu_on_switch, bool preempt, struct task_struct* prev, struct task_struct* next) {
-  switch_to(task_cgroup(next), false);
+  __u32 zero = 0;
+  struct pmu_running* run = bpf_map_lookup_elem(&running, &zero);
+  if (run && run->pid != BPF_CORE_READ(prev, pid)) catch_up(run, prev);
+  switch_to(task_cgroup(next), BPF_CORE_READ(next, pid), false);
   return 0;
 }
 
@@ -178,13 +236,14 @@ int BPF_PROG(pmu_on_attach, struct cgroup* dst, const char* path, struct task_st
   // Only a task that moved itself runs here; another CPU's task is seen at
   // its next switch.
   if (BPF_CORE_READ(task, pid) != (__u32)bpf_get_current_pid_tgid()) return 0;
-  switch_to(task_cgroup(task), false);
+  switch_to(task_cgroup(task), BPF_CORE_READ(task, pid), false);
   return 0;
 }
 
 SEC("raw_tp")
 int pmu_flush(void* ctx) {
-  switch_to(task_cgroup((struct task_struct*)bpf_get_current_task()), true);
+  struct task_struct* current = (struct task_struct*)bpf_get_current_task();
+  switch_to(task_cgroup(current), BPF_CORE_READ(current, pid), true);
   return 0;
 }
 
