@@ -243,6 +243,12 @@ int BPF_PROG(pmu_on_attach, struct cgroup* dst, const char* path, struct task_st
 SEC("raw_tp")
 int pmu_flush(void* ctx) {
   struct task_struct* current = (struct task_struct*)bpf_get_current_task();
+  // As at a switch out: the switch to the running task may have gone unseen
+  // (its stint is then the scheduler's runtime up to its last update, a tick
+  // at most behind).
+  __u32 zero = 0;
+  struct pmu_running* run = bpf_map_lookup_elem(&running, &zero);
+  if (run && run->pid != BPF_CORE_READ(current, pid)) catch_up(run, current);
   switch_to(task_cgroup(current), BPF_CORE_READ(current, pid), true);
   return 0;
 }
