@@ -81,16 +81,6 @@ bool ReadLine(const fs::path& path, std::string* out) {
   return static_cast<bool>(std::getline(in, *out));
 }
 
-bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
-                        [](char a, char b) {
-                          return std::tolower(static_cast<unsigned char>(a)) ==
-                                 std::tolower(static_cast<unsigned char>(b));
-                        });
-  return it != haystack.end();
-}
-
 std::vector<std::string> DirNames(const fs::path& dir) {
   std::vector<std::string> out;
   std::error_code ec;

@@ -10,6 +10,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "pmu/collectors/event_syntax.h"
+
 namespace pmu::collectors {
 namespace {
 
@@ -20,16 +22,6 @@ void EnsureInitialized() {
   if (rc != PFM_SUCCESS) {
     throw std::runtime_error(std::string("libpfm4 initialisation failed: ") + pfm_strerror(rc));
   }
-}
-
-bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle) {
-  if (needle.empty()) return true;
-  auto it = std::search(haystack.begin(), haystack.end(), needle.begin(), needle.end(),
-                        [](char a, char b) {
-                          return std::tolower(static_cast<unsigned char>(a)) ==
-                                 std::tolower(static_cast<unsigned char>(b));
-                        });
-  return it != haystack.end();
 }
 
 std::string Upper(std::string_view s) {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "test_support.h"
 
@@ -41,6 +42,18 @@ class CollectTest : public ::testing::Test {
     HttpResponse r = HttpGet("127.0.0.1", port_, "/metrics");
     EXPECT_EQ(r.status, 200) << daemon_->Stderr();
     return ParseExposition(r.body);
+  }
+  // After the first readings are in: a scrape, two seconds, a scrape, and
+  // the wall time between the two.
+  std::tuple<std::vector<Series>, std::vector<Series>, double> ScrapeAcrossTwoSeconds() {
+    std::this_thread::sleep_for(250ms);
+    auto a = Scrape();
+    const auto t0 = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(2s);
+    auto b = Scrape();
+    const double wall =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return {std::move(a), std::move(b), wall};
   }
   static double Value(const std::vector<Series>& s, const std::string& name, const Labels& l) {
     auto found = Select(s, name, l);
@@ -169,12 +182,7 @@ TEST_F(CollectTest, SamplerMovedOffItsCpuStillAttributesCorrectly) {
 // off by one interval: tolerance 2 x 100 ms + 2%. Measured here: within 0.1 s.
 TEST_F(CollectTest, CpuClockDeltaMatchesWallTimeOnEveryCpu) {
   Start("100ms", {"cpu-clock"});
-  std::this_thread::sleep_for(250ms);
-  const auto a = Scrape();
-  const auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(2s);
-  const auto b = Scrape();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto [a, b, wall] = ScrapeAcrossTwoSeconds();
   for (int cpu : OnlineCpus()) {
     const Labels l{{"cpu", std::to_string(cpu)}, {"event", "cpu-clock"}};
     const double delta = (Value(b, "pmu_events_total", l) - Value(a, "pmu_events_total", l)) / 1e9;
@@ -225,12 +233,7 @@ void SwitchHeavyWorkload(int round_trips) {
 // 74%.)
 TEST_F(CollectTest, GroupMembersCountLikeTheirLeader) {
   Start("100ms", {"task-clock", "cpu-clock"}, "clocks");
-  std::this_thread::sleep_for(250ms);
-  const auto a = Scrape();
-  const auto t0 = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(2s);
-  const auto b = Scrape();
-  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto [a, b, wall] = ScrapeAcrossTwoSeconds();
   for (int cpu : OnlineCpus()) {
     for (const char* event : {"task-clock", "cpu-clock"}) {
       const Labels l{{"cpu", std::to_string(cpu)}, {"event", event}};

@@ -113,6 +113,9 @@ EncodedConfig EncodeTerms(const std::vector<EventTerm>& terms,
 
 double ParseScale(std::string_view text);
 
+// `needle` occurs in `haystack`, ASCII case ignored (list-events patterns).
+bool ContainsIgnoreCase(std::string_view haystack, std::string_view needle);
+
 // Damerau-free Levenshtein distance (for "nearest known names").
 size_t EditDistance(std::string_view a, std::string_view b);
 // Up to `limit` of `known` within distance max(2, |name|/3), closest first.
