@@ -47,6 +47,17 @@ SCRAPE_PAUSE = 0.05
 USER, PASSWORD = "prometheus", "correct horse battery staple"
 
 
+def recv_or_eof(sock, size):
+    """Bytes read, b"" when the peer closed or the socket failed, None when
+    nothing is there yet."""
+    try:
+        return sock.recv(size)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return b""
+
+
 def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -194,12 +205,9 @@ def slow_attack(port, count, payload, stop, ready, stats):
         for key, _ in sel.select(timeout):
             slot = key.data
             s, _ = conns[slot]
-            try:
-                data = s.recv(4096)
-            except (BlockingIOError, InterruptedError):
+            data = recv_or_eof(s, 4096)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
             if not data:
                 sel.unregister(s)
                 s.close()
@@ -239,12 +247,9 @@ def auth_flood(port, count, spread, stop, ready, stats):
     while not stop.is_set():
         for key, _ in sel.select(0.05):
             s, (slot, buf) = key.fileobj, key.data
-            try:
-                data = s.recv(65536)
-            except (BlockingIOError, InterruptedError):
+            data = recv_or_eof(s, 65536)
+            if data is None:
                 continue
-            except OSError:
-                data = b""
             if not data:
                 sel.unregister(s)
                 s.close()
