@@ -104,6 +104,18 @@ class BpfBackend final : public Backend {
     return true;
   }
 
+  // Runs `flush` on `cpu`: attributes what ran there since the CPU's last
+  // reading and takes a new one. On a CPU whose counters were just opened it
+  // takes their base and replaces what the program remembers from before
+  // the CPU went offline, at once: the first switch there may go unseen
+  // (docs/ATTRIBUTION.md), and the base would otherwise be taken only at
+  // the first seen one, after the task switched in unseen had run a while.
+  void Flush(int cpu) {
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU,
+                .cpu = static_cast<__u32>(cpu));
+    bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.pmu_flush), &opts);
+  }
+
   // Takes CPU index `c`'s counters out of the program's map and closes them.
   // What they counted since the CPU's last switch is not attributed: the
   // CPU ran its offline path (the idle and stopper tasks) last.
@@ -125,7 +137,7 @@ class BpfBackend final : public Backend {
       const bool counted = std::find(online_.begin(), online_.end(), cpus_[c]) != online_.end();
       if (on && !counted) {
         std::string error;  // not ready yet (ENODEV): again at the next call
-        OpenCpu(c, &error);
+        if (OpenCpu(c, &error)) Flush(cpus_[c]);
       } else if (!on && counted) {
         CloseCpu(c);
       }
@@ -226,12 +238,7 @@ class BpfBackend final : public Backend {
     released_ = std::move(quarantine_);
     quarantine_.clear();
     // Attribute what each CPU's current task ran since its last switch.
-    const int flush = bpf_program__fd(skel_->progs.pmu_flush);
-    for (int cpu : online_) {
-      LIBBPF_OPTS(bpf_test_run_opts, opts, .flags = BPF_F_TEST_RUN_ON_CPU,
-                  .cpu = static_cast<__u32>(cpu));
-      bpf_prog_test_run_opts(flush, &opts);
-    }
+    for (int cpu : online_) Flush(cpu);
     ReadCounts();
   }
 
