@@ -461,22 +461,39 @@ TEST_F(AttributionTest, PerfModeRefusesOverItsFdBudgetWithTheNumbers) {
   ScopedCgroup parent(root_ + "/" + top);
   config::Config c = ConfigFor(config::CgroupMode::kPerf, top);
   c.cgroups.max = 100000;
-  rlimit saved{};
-  getrlimit(RLIMIT_NOFILE, &saved);
-  rlimit low = saved;
-  low.rlim_cur = 4096;
-  low.rlim_max = 4096;  // restored below (root may raise it again)
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
-  try {
-    Make(c);
-    ADD_FAILURE() << "perf mode accepted more fds than RLIMIT_NOFILE";
-  } catch (const std::runtime_error& e) {
-    const std::string expected = "needs up to " + std::to_string(100000 * cpus_.size() * 4) +
-                                 " file descriptors (max 100000 cgroups x " +
-                                 std::to_string(cpus_.size()) + " CPUs x 4 events)";
-    EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+  const std::string expected = "needs up to " + std::to_string(100000 * cpus_.size() * 4) +
+                               " file descriptors (max 100000 cgroups x " +
+                               std::to_string(cpus_.size()) + " CPUs x 4 events)";
+  // In a child: a lowered hard limit may not come back (without
+  // CAP_SYS_RESOURCE), and the tests after this one need their fds.
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(out[0]);
+    const rlimit low{4096, 4096};
+    std::string message = "setrlimit failed";
+    if (setrlimit(RLIMIT_NOFILE, &low) == 0) {
+      try {
+        Make(c);
+        message = "perf mode accepted more fds than RLIMIT_NOFILE";
+      } catch (const std::runtime_error& e) {
+        message = e.what();
+      }
+    }
+    const ssize_t n = write(out[1], message.data(), message.size());
+    _exit(n == static_cast<ssize_t>(message.size()) ? 0 : 1);
   }
-  setrlimit(RLIMIT_NOFILE, &saved);
+  close(out[1]);
+  std::string message;
+  char buffer[512];
+  for (ssize_t n; (n = read(out[0], buffer, sizeof(buffer))) > 0;) {
+    message.append(buffer, static_cast<size_t>(n));
+  }
+  close(out[0]);
+  WaitExit(child);
+  EXPECT_NE(message.find(expected), std::string::npos) << message;
 }
 
 // The value of the exposition line `series` ("name{labels}"), -1 if absent.
