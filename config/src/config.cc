@@ -46,8 +46,8 @@ constexpr std::array<std::pair<LogTarget, std::string_view>, 3> kLogTargets{{
 constexpr std::array<std::string_view, 4> kStatsKeys{"proc_stat", "softirqs", "schedstat",
                                                      "cpufreq"};
 constexpr std::array<std::string_view, 3> kEventKeys{"name", "event", "group"};
-constexpr std::array<std::string_view, 6> kDerivedKeys{"name",  "numerator", "denominator",
-                                                       "scope", "buckets",   "per_second"};
+constexpr std::array<std::string_view, 7> kDerivedKeys{
+    "name", "numerator", "denominator", "scope", "buckets", "per_second", "window"};
 // pmu_derived_<name> is a histogram (_bucket, _sum, _count) with a _last
 // gauge beside it; promtool wants no histogram named _total.
 constexpr std::array<std::string_view, 5> kReservedDerivedSuffixes{"_bucket", "_sum", "_count",
@@ -730,6 +730,14 @@ class Validator {
     }
     if (const toml::node* buckets = table.get("buckets")) {
       spec.buckets = ReadBuckets(*buckets, path + ".buckets");
+    }
+    if (const toml::node* window = table.get("window")) {
+      if (!IsStatInput(spec.numerator.front())) {
+        Fail(window->source(), path + ".window",
+             "'window' applies to /proc/stat inputs (" + std::string(kProcStatBusySeconds) +
+                 ", ...); a metric of events takes one value per sampling interval");
+      }
+      Duration(table, path, "window", "\"1s\"", kMinStatWindow, kMaxStatWindow, spec.window);
     }
     return spec;
   }

@@ -270,7 +270,10 @@ DerivedEngine::DerivedEngine(const config::Config& config, const collectors::Eve
     if (metric->spec.scope == DerivedScope::kCpu) {
       for (int cpu : cpus_) metric->For(cpu);
     }
-    needs_proc_stat_ = needs_proc_stat_ || metric->proc_stat;
+    if (metric->proc_stat) {
+      needs_proc_stat_ = true;
+      proc_stat_period_ = std::min(proc_stat_period_, metric->spec.window);
+    }
     metrics_.push_back(std::move(metric));
   }
 }
@@ -387,10 +390,14 @@ void DerivedEngine::OnProcStat(const collectors::ProcStat& stat, int64_t now_ns)
         restart();
         continue;
       }
-      // /proc/stat moves in whole ticks: a value is taken once the window
-      // holds kMinStatWindowTicks per CPU, not every sampling interval.
+      // A value per window, once it holds kMinStatWindowTicks per CPU
+      // (/proc/stat moves in whole ticks). Readings come about every
+      // proc_stat_period_ (the shortest window), a little late each: a
+      // tenth of that early still closes the window.
+      const int64_t early = std::min(m->spec.window, proc_stat_period_).count() / 10;
       if (std::isfinite(numerator) && std::isfinite(denominator) &&
-          ticks < kMinStatWindowTicks * cpus) {
+          (now_ns - window.start_ns < m->spec.window.count() - early ||
+           ticks < kMinStatWindowTicks * cpus)) {
         continue;
       }
       if (m->spec.per_second) denominator = static_cast<double>(now_ns - window.start_ns) / 1e9;

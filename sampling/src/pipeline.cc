@@ -123,9 +123,6 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);
   ring_ = std::make_unique<SampleRing>(
       slots, std::bit_ceil(std::max<size_t>(64, per_tick * drain_ticks * 2)));
-  proc_stat_every_ = static_cast<uint64_t>(std::max<int64_t>(
-      1, (std::chrono::nanoseconds(kProcStatResolution) + interval - std::chrono::nanoseconds(1)) /
-             interval));
   proc_stat_file_ = std::make_unique<HeldFile>(
       options_.root.substr(0, options_.root.find_last_not_of('/') + 1) + "/proc/stat");
   options_.sampler.after_tick = [this](int cpu, uint64_t slot) { TapProcStat(cpu, slot); };
@@ -178,7 +175,13 @@ Pipeline::~Pipeline() {
 void Pipeline::AddObserver(RoundObserver* observer) {
   observers_.push_back(observer);
   aggregator_->AddObserver(observer);
-  want_proc_stat_ = want_proc_stat_ || observer->NeedsProcStat();
+  if (!observer->NeedsProcStat()) return;
+  // Every so many ticks: the shortest period any observer asks for.
+  const std::chrono::nanoseconds interval = options_.sampler.interval;
+  const auto every = static_cast<uint64_t>(std::max<int64_t>(
+      1, (observer->ProcStatPeriod() + interval - std::chrono::nanoseconds(1)) / interval));
+  proc_stat_every_ = want_proc_stat_ ? std::min(proc_stat_every_, every) : every;
+  want_proc_stat_ = true;
 }
 
 void Pipeline::TapProcStat(int cpu, uint64_t slot) {

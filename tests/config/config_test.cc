@@ -384,6 +384,8 @@ std::string DerivedEntry(const std::string& body) { return "[[derived]]\nname = 
 
 std::vector<BadCase> DerivedCases() {
   const std::string ipc = "numerator = \"instructions\"\ndenominator = \"cycles\"\n";
+  const std::string busy =
+      "numerator = \"proc_stat/busy_seconds\"\ndenominator = \"proc_stat/total_seconds\"\n";
   return {
       {"NotArray", "derived = 1\n", 1, 11, "derived",
        "expected an array of tables ([[derived]] entries), got an integer"},
@@ -459,6 +461,13 @@ std::vector<BadCase> DerivedCases() {
        "bucket bounds must be strictly increasing"},
       {"BucketsRepeated", DerivedEntry(ipc + "buckets = [1, 2, 2]\n"), 5, 18, "derived[1].buckets",
        "strictly increasing"},
+      {"WindowOnEvents", DerivedEntry(ipc + "window = \"1s\"\n"), 5, 10, "derived[1].window",
+       "'window' applies to /proc/stat inputs (proc_stat/busy_seconds, ...); a metric of events "
+       "takes one value per sampling interval"},
+      {"WindowTooShort", DerivedEntry(busy + "window = \"10ms\"\n"), 5, 10, "derived[1].window",
+       "window '10ms' is out of range [100ms, 1m]"},
+      {"WindowNotDuration", DerivedEntry(busy + "window = \"soon\"\n"), 5, 10, "derived[1].window",
+       "soon"},
       {"MaxSeriesZero", "[exporter]\nmax_series = 0\n", 2, 14, "exporter.max_series",
        "0 is out of range [1, 100000000]"},
       {"MaxSeriesString", "[exporter]\nmax_series = \"1k\"\n", 2, 14, "exporter.max_series",
@@ -643,6 +652,7 @@ name = "_busy2"
 numerator = "proc_stat/busy_seconds"
 denominator = ["proc_stat/total_seconds"]
 scope = "cpu"
+window = "250ms"
 
 [[derived]]
 name = "faults_per_second"
@@ -679,6 +689,8 @@ event = "major-faults"
   EXPECT_EQ(busy.denominator, std::vector<std::string>{std::string(kProcStatTotalSeconds)});
   EXPECT_EQ(busy.scope, DerivedScope::kCpu);
   EXPECT_TRUE(busy.buckets.empty());
+  EXPECT_EQ(busy.window, std::chrono::milliseconds(250));
+  EXPECT_EQ(ipc.window, kDefaultStatWindow);
   const DerivedSpec& faults = (*config.derived)[2];
   EXPECT_TRUE(faults.per_second);
   EXPECT_EQ(faults.numerator, (std::vector<std::string>{"minor", "major"}));

@@ -26,6 +26,7 @@
 #include <sstream>
 #include <thread>
 
+#include "pmu/config/config.h"
 #include "test_support.h"
 
 namespace pmu::testing {
@@ -73,13 +74,21 @@ int QuietCpu() {
 // The daemon sampling `cpu` every `interval`, serving on an ephemeral port.
 class BusyDaemon {
  public:
-  BusyDaemon(int cpu, const std::string& interval)
+  // cpu_busy_ratio over /proc/stat windows of `window` (by default 100 ms,
+  // the shortest: the most values in a short test).
+  BusyDaemon(int cpu, const std::string& interval, const std::string& window = "100ms")
       : cpu_label_(std::to_string(cpu)),
         config_(dir_.Write("config.toml",
                            "[exporter]\nlisten = \"127.0.0.1:0\"\nport_file = \"" + dir_.path() +
                                "/port\"\n[sampling]\ninterval = \"" + interval + "\"\ncpus = \"" +
                                cpu_label_ +
-                               "\"\n[[events]]\nname = \"cpu-clock\"\nevent = \"cpu-clock\"\n")),
+                               "\"\n[[events]]\nname = \"cpu-clock\"\nevent = \"cpu-clock\"\n"
+                               "[[derived]]\nname = \"cpu_busy_ratio\"\n"
+                               "numerator = \"proc_stat/busy_seconds\"\n"
+                               "denominator = \"proc_stat/total_seconds\"\nscope = \"cpu\"\n"
+                               "buckets = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]\n"
+                               "window = \"" +
+                               window + "\"\n")),
         daemon_({DaemonBinary(), "--config", config_}) {
     port_ = WaitForPortFile(dir_.path() + "/port", 10s);
   }
@@ -217,17 +226,24 @@ double CounterBusy(const std::vector<Series>& before, const std::vector<Series>&
   return busy / (busy + delta("idle") + delta("iowait"));
 }
 
-class BusyRatioAgreement : public ::testing::TestWithParam<const char*> {};
+// (sampling interval, /proc/stat window)
+class BusyRatioAgreement : public ::testing::TestWithParam<std::pair<const char*, const char*>> {};
 
 TEST_P(BusyRatioAgreement, HistogramMeanAgreesWithTheCounterRateWithinOnePercent) {
+  const auto [interval, window] = GetParam();
   const int cpu = QuietCpu();
-  BusyDaemon daemon(cpu, GetParam());
+  BusyDaemon daemon(cpu, interval, window);
   ASSERT_TRUE(daemon.ready()) << daemon.process().Stderr();
-  std::this_thread::sleep_for(300ms);
+  // A steady partial load, 3 ms busy and 2 ms asleep, from a window and a
+  // bit before the first scrape to as long after the second: every window
+  // that closes between the scrapes lies inside it.
+  const auto lead = config::ParseDuration(window) + 300ms;
+  std::thread load([&] { RunPhasedLoad(cpu, 3'000'000, 2'000'000, lead + 5s + lead); });
+  std::this_thread::sleep_for(lead);
   const std::string before_text = daemon.Scrape();
-  // A steady partial load: 3 ms busy, 2 ms asleep, for 5 s.
-  RunPhasedLoad(cpu, 3'000'000, 2'000'000, 5s);
+  std::this_thread::sleep_for(5s);
   const std::string after_text = daemon.Scrape();
+  load.join();
   const auto before = ParseExposition(before_text);
   const auto after = ParseExposition(after_text);
   const Histogram h_before = ReadHistogram(before, kBusyRatio, daemon.labels());
@@ -235,21 +251,29 @@ TEST_P(BusyRatioAgreement, HistogramMeanAgreesWithTheCounterRateWithinOnePercent
   const double count = h_after.count - h_before.count;
   const double mean = (h_after.sum - h_before.sum) / count;
   const double rate = CounterBusy(before, after, std::to_string(cpu));
-  const std::string report = std::string("interval ") + GetParam() + ": " + std::to_string(count) +
-                             " values, histogram mean " + std::to_string(mean) + ", counter rate " +
-                             std::to_string(rate);
+  const std::string report = std::string("interval ") + interval + ", window " + window + ": " +
+                             std::to_string(count) + " values, histogram mean " +
+                             std::to_string(mean) + ", counter rate " + std::to_string(rate);
   RecordProperty("agreement", report);
   std::printf("%s\n", report.c_str());
   if (rate < 0.4 || rate > 0.8) {
     GTEST_SKIP() << "CPU " << cpu << " was disturbed by other work (busy " << rate
                  << " instead of about 0.6): this test needs a quiet CPU. " << report;
   }
-  EXPECT_GE(count, 30) << report;
-  EXPECT_NEAR(mean, rate, 0.01 * rate) << report;
+  // One value per window (a window's ticks may arrive a reading late).
+  const auto windows = static_cast<double>(5s / config::ParseDuration(window));
+  EXPECT_GE(count, 0.6 * windows) << report;
+  EXPECT_LE(count, windows + 1) << report;
+  // The windows between the scrapes cover all but their ends' fractions.
+  EXPECT_NEAR(mean, rate, (std::string(window) == "100ms" ? 0.01 : 0.03) * rate) << report;
 }
 
-INSTANTIATE_TEST_SUITE_P(Intervals, BusyRatioAgreement, ::testing::Values("10ms", "100ms"),
-                         [](const auto& p) { return std::string(p.param); });
+INSTANTIATE_TEST_SUITE_P(Intervals, BusyRatioAgreement,
+                         ::testing::Values(std::pair{"10ms", "100ms"}, std::pair{"100ms", "100ms"},
+                                           std::pair{"100ms", "1s"}),
+                         [](const auto& p) {
+                           return std::string(p.param.first) + "_window_" + p.param.second;
+                         });
 
 }  // namespace
 }  // namespace pmu::testing

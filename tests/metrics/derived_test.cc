@@ -297,8 +297,10 @@ TEST(DerivedEngineTest, BusyRatioFromProcStatOverWindowsOfTenTicks) {
              DerivedScope::kCpu),
        Ratio("busy_host", {"proc_stat/busy_seconds"}, {"proc_stat/total_seconds"}, {0.5, 1}),
        Rate("busy_cpus", {"proc_stat/busy_seconds"}, DerivedScope::kHost)});
+  for (config::DerivedSpec& spec : *config.derived) spec.window = std::chrono::milliseconds(100);
   DerivedEngine engine(config, plan, {0, 1});
   EXPECT_TRUE(engine.NeedsProcStat());
+  EXPECT_EQ(engine.ProcStatPeriod(), std::chrono::milliseconds(100));
   engine.OnProcStat(Stat({Times(0, 100, 100, 100, 50), Times(1, 100, 100, 100), Times(5, 0, 0, 0)}),
                     0);
   // cpu 0: user +3 (of which guest +2: not added again), idle +1: 4 ticks,
@@ -332,6 +334,51 @@ TEST(DerivedEngineTest, BusyRatioFromProcStatOverWindowsOfTenTicks) {
   EXPECT_EQ(busy_cpus->histogram->count(), 2u);
   EXPECT_NEAR(busy_cpus->histogram->sum(), 0.3 + 1.0, 1e-12);
   EXPECT_NEAR(Sample(families, "pmu_derived_busy_cpus_last")->value, 1.0, 1e-12);
+}
+
+// The default window: one value a second, each to 0.01, from readings
+// every 100 ms (where a 10 ms [[derived]] window asks for them) or every
+// second; a reading a little early (a tenth of the reading period) closes a
+// window too.
+TEST(DerivedEngineTest, ProcStatWindowsLastASecondByDefault) {
+  const auto plan = Plan({"context-switches"});
+  config::Config config = config::DefaultConfig();
+  config.derived = BuiltInDerived(config.events);
+  const auto busy_spec =
+      std::find_if(config.derived->begin(), config.derived->end(),
+                   [](const config::DerivedSpec& d) { return d.name == "cpu_busy_ratio"; });
+  ASSERT_NE(busy_spec, config.derived->end());
+  config::DerivedSpec fine = *busy_spec;
+  EXPECT_EQ(fine.window, std::chrono::seconds(1));
+  fine.name = "busy_fine";
+  fine.window = std::chrono::milliseconds(100);
+  config.derived->push_back(fine);
+  DerivedEngine engine(config, plan, {0});
+  EXPECT_EQ(engine.ProcStatPeriod(), std::chrono::milliseconds(100));
+  DerivedEngine alone(config::DefaultConfig(), plan, {0});
+  EXPECT_EQ(alone.ProcStatPeriod(), std::chrono::seconds(1));
+  // 7 busy ticks of 10 every 100 ms; readings at 0, 100, ..., 2900 ms and
+  // one at 2995 ms.
+  std::vector<int64_t> at;
+  for (int64_t ms = 0; ms <= 2900; ms += 100) at.push_back(ms);
+  at.push_back(2995);
+  uint64_t busy = 0;
+  for (int64_t ms : at) {
+    const uint64_t ticks = static_cast<uint64_t>(ms) / 10;
+    busy = ticks * 7 / 10;
+    const collectors::ProcStat stat = Stat({Times(0, busy, 0, ticks - busy)});
+    engine.OnProcStat(stat, ms * kMs);
+    alone.OnProcStat(stat, ms * kMs);
+  }
+  const auto families = Collect(engine);
+  const Collected* cpu0 = Sample(families, "pmu_derived_cpu_busy_ratio", {{"cpu", "0"}});
+  ASSERT_NE(cpu0, nullptr);
+  // Closed at 1 s, 2 s and 2.995 s (within 10 ms of 3 s).
+  EXPECT_EQ(cpu0->histogram->count(), 3u);
+  EXPECT_NEAR(cpu0->histogram->sum(), 3 * 0.7, 0.02);
+  EXPECT_EQ(Sample(families, "pmu_derived_busy_fine", {{"cpu", "0"}})->histogram->count(), 29u);
+  const Collected* coarse = Sample(Collect(alone), "pmu_derived_cpu_busy_ratio", {{"cpu", "0"}});
+  EXPECT_EQ(coarse->histogram->count(), 3u);
 }
 
 TEST(DerivedEngineTest, ProcStatUnreadableIsLoggedOnce) {

@@ -204,6 +204,15 @@ bool IsStatInput(std::string_view name);
 // One [[derived]] entry: per sampling interval,
 //   value = sum(numerator deltas) / sum(denominator deltas)
 // or, with per_second, sum(numerator deltas) / interval seconds.
+// A /proc/stat metric's window: /proc/stat moves in ticks of 10 ms (USER_HZ
+// 100), so a window of W holds W / 10 ms ticks per CPU and its values are
+// multiples of 10 ms / W. 1 s by default: values to 0.01, and /proc/stat
+// (whose generation walks every IRQ: about 40 us here) read once a second
+// rather than ten times (bench/results).
+inline constexpr std::chrono::nanoseconds kDefaultStatWindow = std::chrono::seconds(1);
+inline constexpr std::chrono::nanoseconds kMinStatWindow = std::chrono::milliseconds(100);
+inline constexpr std::chrono::nanoseconds kMaxStatWindow = std::chrono::minutes(1);
+
 struct DerivedSpec {
   std::string name;  // [a-z_][a-z0-9_]*, not ending in _bucket/_sum/_count/_last/_total; unique
   std::vector<std::string> numerator;    // non-empty; event names or stat inputs, no repeats
@@ -211,11 +220,15 @@ struct DerivedSpec {
   DerivedScope scope = DerivedScope::kHost;
   bool per_second = false;
   std::vector<double> buckets;  // strictly increasing, positive, finite; empty = default
-  int line = 0;                 // where the entry starts in the file (0 for built-in)
+  // /proc/stat inputs only: the length of the windows a value is taken over
+  // (kMinStatWindow..kMaxStatWindow). Event metrics take one per interval.
+  std::chrono::nanoseconds window = kDefaultStatWindow;
+  int line = 0;  // where the entry starts in the file (0 for built-in)
   int column = 0;
   bool operator==(const DerivedSpec& o) const {
     return name == o.name && numerator == o.numerator && denominator == o.denominator &&
-           scope == o.scope && per_second == o.per_second && buckets == o.buckets;
+           scope == o.scope && per_second == o.per_second && buckets == o.buckets &&
+           window == o.window;
   }
 };
 

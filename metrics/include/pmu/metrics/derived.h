@@ -19,9 +19,12 @@
 //     idle CPU's ticks arrive in bulk when it wakes (NO_HZ). A value from one
 //     10 ms interval would be 0, 0.5 or 1 and tickless intervals would be
 //     lost, biasing the distribution; so /proc/stat metrics are computed over
-//     windows: a window closes at the first parse where it holds at least
-//     kMinStatWindowTicks ticks per CPU (100 ms at USER_HZ 100), i.e. one
-//     value per max(interval, about 100 ms).
+//     windows of the spec's `window` (1 s unless configured, at least
+//     100 ms): a window closes at the first parse `window` after it opened
+//     (less a tenth of the reading period, for the readings' lateness) that
+//     holds kMinStatWindowTicks ticks per CPU, i.e. one value per
+//     max(interval, window). The pipeline reads /proc/stat about every
+//     ProcStatPeriod() (the shortest window).
 //
 // Scope. "cpu": one value per CPU and interval (label cpu). "host": one value
 // per schedule slot in which every sampled CPU delivered a complete tick
@@ -135,6 +138,8 @@ class DerivedEngine : public sampling::RoundObserver {
   void OnInterval(const sampling::IntervalRecord& record) override;
   // True when an enabled metric reads /proc/stat.
   bool NeedsProcStat() const override { return needs_proc_stat_; }
+  // The shortest window of the /proc/stat metrics.
+  std::chrono::nanoseconds ProcStatPeriod() const override { return proc_stat_period_; }
   // A fresh parse of /proc/stat taken at `now_ns` (CLOCK_MONOTONIC); the
   // first call only primes. A parse that is not `present` resets the
   // previous one (logged once).
@@ -158,6 +163,7 @@ class DerivedEngine : public sampling::RoundObserver {
 
   std::vector<int> cpus_;
   bool needs_proc_stat_ = false;
+  std::chrono::nanoseconds proc_stat_period_ = config::kMaxStatWindow;
   bool proc_stat_missing_logged_ = false;
 
   mutable std::mutex mutex_;

@@ -24,6 +24,7 @@
 // deliveries, only against its own readers.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <span>
 
@@ -56,6 +57,8 @@ class RoundObserver {
   virtual void OnHostIntervalIncomplete(uint64_t tick) { (void)tick; }
   // True when the observer wants /proc/stat every round (OnProcStat).
   virtual bool NeedsProcStat() const { return false; }
+  // How far apart the observer wants /proc/stat readings taken (at most).
+  virtual std::chrono::nanoseconds ProcStatPeriod() const { return std::chrono::seconds(1); }
   // The round's parse of /proc/stat, taken at `now_ns` (CLOCK_MONOTONIC).
   virtual void OnProcStat(const collectors::ProcStat& stat, int64_t now_ns) {
     (void)stat;

@@ -31,7 +31,7 @@
 //   3. /proc/stat readings for observers that need it (OnProcStat), in the
 //      order taken: while running they are taken by the sampler of the
 //      lowest sampled CPU after its tick, every ProcStatEveryTicks() ticks
-//      (about kProcStatResolution apart: what the derived metrics resolve),
+//      (the shortest observer's ProcStatPeriod(): what it resolves),
 //      through a held descriptor, and only copied there (its "cpu" lines);
 //      the round parses them; a synchronous round reads once itself;
 //   4. kernel statistics: each enabled [stats] source read once (these are
@@ -92,9 +92,6 @@ inline constexpr uint64_t kDrainTicks = 128;
 inline constexpr std::chrono::seconds kMaxDrainPeriod{30};
 // The online list is read at least this often even without a CPU uevent.
 inline constexpr std::chrono::seconds kHotplugSafetyPoll{60};
-// /proc/stat moves in USER_HZ ticks and its derived metrics take windows of
-// about 100 ms (metrics::kMinStatWindowTicks): it is read about this often.
-inline constexpr std::chrono::milliseconds kProcStatResolution{100};
 // /proc/stat readings queued for the next round at most (the oldest go).
 inline constexpr size_t kMaxQueuedProcStat = 1024;
 
