@@ -206,15 +206,20 @@ ProcStat ParseProcStatText(std::string_view text, const std::string& path, long 
 }
 
 Softirqs ParseSoftirqs(const std::string& root) {
-  Softirqs result;
+  Softirqs missing;
   const std::string path = UnderRoot(root, "/proc/softirqs");
-  const std::optional<std::string> text = ReadSource(path, result);
-  if (!text) return result;
+  const std::optional<std::string> text = ReadSource(path, missing);
+  return text ? ParseSoftirqsText(*text, path) : missing;
+}
+
+Softirqs ParseSoftirqsText(std::string_view text, const std::string& path) {
+  Softirqs result;
+  result.present = true;
   bool header_seen = false;
   bool header_ok = false;
   std::vector<uint64_t> values;
-  ForEachRow(*text, [&](size_t line, std::string_view /*content*/,
-                        const std::vector<std::string_view>& fields) {
+  ForEachRow(text, [&](size_t line, std::string_view /*content*/,
+                       const std::vector<std::string_view>& fields) {
     if (!header_seen) {
       header_seen = true;
       for (std::string_view label : fields) {
@@ -256,14 +261,19 @@ Softirqs ParseSoftirqs(const std::string& root) {
 bool IsKnownSchedstatVersion(int version) { return version >= 15 && version <= 17; }
 
 Schedstat ParseSchedstat(const std::string& root) {
-  Schedstat result;
+  Schedstat missing;
   const std::string path = UnderRoot(root, "/proc/schedstat");
-  const std::optional<std::string> text = ReadSource(path, result);
-  if (!text) return result;
+  const std::optional<std::string> text = ReadSource(path, missing);
+  return text ? ParseSchedstatText(*text, path) : missing;
+}
+
+Schedstat ParseSchedstatText(std::string_view text, const std::string& path) {
+  Schedstat result;
+  result.present = true;
   bool version_ok = false;
   std::vector<uint64_t> values;
-  ForEachRow(*text, [&](size_t line, std::string_view content,
-                        const std::vector<std::string_view>& fields) {
+  ForEachRow(text, [&](size_t line, std::string_view content,
+                       const std::vector<std::string_view>& fields) {
     if (fields[0] == "version") {
       const std::optional<uint64_t> version = KeyedCount(fields);
       result.version = version && *version < 1000 ? static_cast<int>(*version) : 0;

@@ -29,13 +29,34 @@ constexpr std::array<MissingText, kStatsSourceCount> kMissing{{
      true},
 }};
 
+// `path` below `root` ("/" or a test's directory).
+std::string UnderRoot(const std::string& root, const char* path) {
+  return root.substr(0, root.find_last_not_of('/') + 1) + path;
+}
+
+// The parse of `file`'s text by `parse`, or what a missing file reads as:
+// absent, silently when it does not exist.
+template <typename Result, typename Parse>
+Result ReadHeld(HeldFile& file, const Parse& parse) {
+  std::string_view text;
+  int error = 0;
+  if (file.Read(&text, &error)) return parse(text, file.path());
+  Result missing;
+  if (error != ENOENT && error != ENOTDIR) {
+    missing.diagnostics.push_back(file.path() + ":0: cannot read: " + std::strerror(error));
+  }
+  return missing;
+}
+
 }  // namespace
 
 KernelStatsReader::KernelStatsReader(config::StatsConfig config, std::string root,
                                      std::vector<int> cpus, long ticks_per_second)
     : config_(config),
       root_(std::move(root)),
-      proc_stat_file_(root_.substr(0, root_.find_last_not_of('/') + 1) + "/proc/stat"),
+      proc_stat_file_(UnderRoot(root_, "/proc/stat")),
+      softirqs_file_(UnderRoot(root_, "/proc/softirqs")),
+      schedstat_file_(UnderRoot(root_, "/proc/schedstat")),
       cpus_(std::move(cpus)),
       ticks_per_second_(ticks_per_second > 0 ? ticks_per_second : 100) {
   std::sort(cpus_.begin(), cpus_.end());
@@ -109,17 +130,10 @@ void KernelStatsReader::Note(StatsSource source, bool present, bool available,
 }
 
 collectors::ProcStat KernelStatsReader::ReadProcStat() {
-  std::string_view text;
-  int error = 0;
-  if (proc_stat_file_.Read(&text, &error)) {
-    return collectors::ParseProcStatText(text, proc_stat_file_.path(), ticks_per_second_);
-  }
-  collectors::ProcStat missing;
-  if (error != ENOENT && error != ENOTDIR) {
-    missing.diagnostics.push_back(proc_stat_file_.path() +
-                                  ":0: cannot read: " + std::strerror(error));
-  }
-  return missing;
+  return ReadHeld<collectors::ProcStat>(
+      proc_stat_file_, [this](std::string_view text, const std::string& path) {
+        return collectors::ParseProcStatText(text, path, ticks_per_second_);
+      });
 }
 
 KernelStats KernelStatsReader::Read(bool want_proc_stat,
@@ -143,7 +157,8 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
     if (proc_stat != nullptr) *proc_stat = std::move(stat);
   }
   if (config_.softirqs) {
-    const collectors::Softirqs parsed = collectors::ParseSoftirqs(root_);
+    const auto parsed =
+        ReadHeld<collectors::Softirqs>(softirqs_file_, collectors::ParseSoftirqsText);
     for (const collectors::CpuSoftirqs& cpu : parsed.cpus) {
       if (!Selected(cpu.cpu)) continue;
       auto& entries = softirqs_[cpu.cpu];
@@ -158,7 +173,8 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
     Note(StatsSource::kSoftirqs, parsed.present, parsed.present, parsed.diagnostics, out);
   }
   if (config_.schedstat) {
-    const collectors::Schedstat parsed = collectors::ParseSchedstat(root_);
+    const auto parsed =
+        ReadHeld<collectors::Schedstat>(schedstat_file_, collectors::ParseSchedstatText);
     for (const collectors::CpuSchedstat& cpu : parsed.cpus) {
       if (!Selected(cpu.cpu)) continue;
       auto [it, first] = schedstat_.try_emplace(cpu.cpu);

@@ -112,6 +112,8 @@ struct Softirqs : StatsParseStatus {
 // a type row with a value count different from the header's CPU count is
 // skipped.
 Softirqs ParseSoftirqs(const std::string& root);
+// The same for the file's text, read from `path` (named in diagnostics).
+Softirqs ParseSoftirqsText(std::string_view text, const std::string& path);
 
 // ---------------------------------------------------------------------------
 // /proc/schedstat
@@ -139,6 +141,8 @@ bool IsKnownSchedstatVersion(int version);
 // diagnostic and no CPUs (the field order cannot be trusted). domainN lines
 // are ignored. A cpuN line with other than nine values is skipped.
 Schedstat ParseSchedstat(const std::string& root);
+// The same for the file's text, read from `path` (named in diagnostics).
+Schedstat ParseSchedstatText(std::string_view text, const std::string& path);
 
 // ---------------------------------------------------------------------------
 // cpufreq

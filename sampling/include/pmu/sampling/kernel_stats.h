@@ -131,7 +131,12 @@ class KernelStatsReader {
 
   config::StatsConfig config_;
   std::string root_;
+  // Held open and read with pread: no path walk, open and close per round.
+  // (cpufreq, one file per CPU, is opened at each read: thousands of CPUs
+  // would hold as many descriptors.)
   HeldFile proc_stat_file_;
+  HeldFile softirqs_file_;
+  HeldFile schedstat_file_;
   std::vector<int> cpus_;                   // sorted
   std::optional<std::vector<int>> online_;  // SetOnlineCpus()
   long ticks_per_second_;
