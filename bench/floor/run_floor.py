@@ -5,12 +5,15 @@ The floor (bench/floor/floor.cc) is one pinned thread per online CPU that
 wakes on an absolute schedule and read()s a perf group of cpu-clock and
 context-switches, nothing else. For each interval this runs the floor and the
 daemon (the default configuration — kernel statistics and built-in derived
-metrics on — counting the same two events at the same interval) side by
-side in one window, and compares the run time of all their threads
+metrics on — counting the same two events at the same interval) in one run,
+taking turns: ROUNDS windows of the floor alone (the daemon stopped with
+SIGSTOP) alternating with windows of the daemon alone, and compares the run
+time of all their threads
 (/proc/<pid>/task/*/schedstat, first field: nanoseconds on a CPU, charged at
 every context switch, unlike utime+stime which are charged by tick and miss
-short wake-ups). The daemon is scraped every 15 s (Prometheus' default) so
-that the figure includes what serving costs.
+short wake-ups). The daemon is scraped every 15 s (Prometheus' default) as
+Prometheus scrapes (one kept-alive connection, gzip accepted) so that the
+figure includes what serving costs.
 
   run_floor.py [--build build] [--window S] [--json out.json]
 
@@ -18,11 +21,12 @@ that the figure includes what serving costs.
 """
 
 import argparse
+import http.client
 import json
 import os
+import signal
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,6 +38,10 @@ INTERVALS = [("10ms", "10ms", 10_000_000), ("100ms", "100ms", 100_000_000),
              ("1s", "1s", 1_000_000_000)]
 GOAL_RATIO = 1.5
 SCRAPE_PERIOD_S = 15.0
+ROUNDS = 4      # floor and daemon windows, alternating
+SETTLE_S = 0.5  # after a start or SIGCONT, before a window
+SCRAPE_HEADERS = {"Accept-Encoding": "gzip",
+                  "Accept": "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"}
 WARMUP_S = 3.0
 
 
@@ -51,10 +59,13 @@ def daemon_config(tmp, name, interval, port_file):
     return path
 
 
-def start_pair(build, tmp, label, interval, interval_ns, daemon_path=None):
-    floor = run_bench.Process(f"floor_{label}",
-                              [os.path.join(build, "bench", "floor", "floor"), str(interval_ns)],
-                              os.path.join(tmp, f"floor_{label}.log"))
+def start_floor(build, tmp, label, interval_ns, k):
+    return run_bench.Process(f"floor_{label}_{k}",
+                             [os.path.join(build, "bench", "floor", "floor"), str(interval_ns)],
+                             os.path.join(tmp, f"floor_{label}_{k}.log"))
+
+
+def start_daemon(build, tmp, label, interval, daemon_path=None):
     name = f"daemon_{label}"
     port_file = os.path.join(tmp, f"{name}.port")
     if os.path.exists(port_file):
@@ -64,7 +75,35 @@ def start_pair(build, tmp, label, interval, interval_ns, daemon_path=None):
     daemon = run_bench.Process(name, [daemon_path, "--config", cfg],
                                os.path.join(tmp, f"{name}.log"))
     run_bench.wait_ready(daemon, port_file)
-    return floor, daemon
+    return daemon
+
+
+class Scraper:
+    """Scrapes as Prometheus does: one kept-alive connection, gzip accepted."""
+
+    def __init__(self, port):
+        self.port, self.conn, self.ok, self.failed = port, None, 0, 0
+
+    def scrape(self):
+        try:
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            self.conn.request("GET", "/metrics", headers=SCRAPE_HEADERS)
+            response = self.conn.getresponse()
+            response.read()
+            good = response.status == 200
+        except (OSError, http.client.HTTPException):
+            good = False
+            self.close()
+        if good:
+            self.ok += 1
+        else:
+            self.failed += 1
+
+    def close(self):
+        if self.conn is not None:
+            self.conn.close()
+        self.conn = None
 
 
 def online_count():
@@ -82,48 +121,73 @@ def window_for(interval_ns, window):
 
 
 def measure_one(build, tmp, label, interval, interval_ns, window, daemon_path=None):
-    floor, daemon = start_pair(build, tmp, label, interval, interval_ns, daemon_path)
+    """Alternating windows: the floor alone (the daemon stopped), then the
+    daemon alone, ROUNDS times. Run at once, each took turns waking a CPU the
+    other had just woken (one paid the wake-up from idle, the other ran warm,
+    which one depending on the two schedules' phases), and the ratio of one
+    run ranged from 0.86 to 1.78 on a quiet machine."""
+    daemon = start_daemon(build, tmp, label, interval, daemon_path)
+    scraper = Scraper(daemon.port)
     try:
         time.sleep(WARMUP_S)  # start-up (plan, first reading) is not the steady state
-        if not floor.alive():
-            raise RuntimeError(f"floor exited early: {run_bench.read_file(floor.log.name)}")
-        stop = threading.Event()
-        scrapes = {"ok": 0, "failed": 0}
-
-        def scrape():
-            while not stop.wait(SCRAPE_PERIOD_S):
-                try:
-                    good = run_bench.http_get(daemon.port)[0] == 200
-                except OSError:
-                    good = False
-                scrapes["ok" if good else "failed"] += 1
-
-        scraper = threading.Thread(target=scrape, daemon=True)
         seconds = window_for(interval_ns, window)
+        turn = seconds / ROUNDS
         load = run_bench.MachineLoad()
-        t0 = time.monotonic()
-        f0, d0 = floor.cpu_seconds_schedstat(), daemon.cpu_seconds_schedstat()
-        scraper.start()
-        time.sleep(seconds)
-        f1, d1 = floor.cpu_seconds_schedstat(), daemon.cpu_seconds_schedstat()
-        t1 = time.monotonic()
-        stop.set()
-        scraper.join()
-        if None in (f0, d0, f1, d1):
-            raise RuntimeError("schedstat is not available (kernel without CONFIG_SCHEDSTATS)")
-        elapsed = t1 - t0
-        floor_pct = 100.0 * (f1 - f0) / elapsed
-        daemon_pct = 100.0 * (d1 - d0) / elapsed
+        floor_s = daemon_s = 0.0
+        floor_cpu = daemon_cpu = 0.0
+        daemon_time = 0.0  # daemon-window seconds, for the 15 s scrape period
+        next_scrape = SCRAPE_PERIOD_S
+        for k in range(ROUNDS):
+            os.kill(daemon.pid, signal.SIGSTOP)
+            floor = start_floor(build, tmp, label, interval_ns, k)
+            try:
+                time.sleep(SETTLE_S)
+                if not floor.alive():
+                    raise RuntimeError(f"floor exited early: {run_bench.read_file(floor.log.name)}")
+                f0, t0 = floor.cpu_seconds_schedstat(), time.monotonic()
+                time.sleep(turn)
+                f1, t1 = floor.cpu_seconds_schedstat(), time.monotonic()
+            finally:
+                floor.stop()
+                os.kill(daemon.pid, signal.SIGCONT)
+            time.sleep(SETTLE_S)  # the samplers' catch-up after SIGCONT is not measured
+            d0, t0d = daemon.cpu_seconds_schedstat(), time.monotonic()
+            end = t0d + turn
+            while True:
+                now = time.monotonic()
+                due = t0d + (next_scrape - daemon_time)
+                if due >= end:
+                    time.sleep(max(0.0, end - now))
+                    break
+                time.sleep(max(0.0, due - now))
+                scraper.scrape()
+                next_scrape += SCRAPE_PERIOD_S
+            d1, t1d = daemon.cpu_seconds_schedstat(), time.monotonic()
+            daemon_time += t1d - t0d
+            if None in (f0, f1, d0, d1):
+                raise RuntimeError("schedstat is not available (kernel without CONFIG_SCHEDSTATS)")
+            floor_cpu += f1 - f0
+            floor_s += t1 - t0
+            daemon_cpu += d1 - d0
+            daemon_s += t1d - t0d
+        floor_pct = 100.0 * floor_cpu / floor_s
+        daemon_pct = 100.0 * daemon_cpu / daemon_s
         return {
-            "interval": label, "window_s": round(elapsed, 2), "cpus": online_count(),
+            "interval": label, "window_s": round(floor_s + daemon_s, 2), "rounds": ROUNDS,
+            "cpus": online_count(),
             "floor_pct_of_one_core": round(floor_pct, 4),
             "daemon_pct_of_one_core": round(daemon_pct, 4),
             "ratio": round(daemon_pct / floor_pct, 3) if floor_pct > 0 else None,
-            "goal": GOAL_RATIO, "scrapes": scrapes, **load.stop(),
+            "goal": GOAL_RATIO, "scrapes": {"ok": scraper.ok, "failed": scraper.failed},
+            **load.stop(),
         }
     finally:
+        scraper.close()
+        try:
+            os.kill(daemon.pid, signal.SIGCONT)
+        except OSError:
+            pass
         daemon.stop()
-        floor.stop()
 
 
 def measure_floor(build, tmp, window=20.0, daemon_path=None, only=None):

@@ -103,7 +103,10 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
 };
 
-// `input` as a gzip member (zlib's default level); nullopt when it cannot.
+// `input` as a gzip member at zlib's fastest level (every scrape with
+// Accept-Encoding: gzip, as Prometheus sends, pays for it once per snapshot;
+// the level's cost and ratio are in docs/BENCHMARKS.md); nullopt when it
+// cannot.
 std::optional<std::string> GzipCompress(const std::string& input);
 
 class HttpServer {
