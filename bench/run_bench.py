@@ -942,7 +942,7 @@ def main():
                 log(f"{label}: scale, synthetic N CPUs x M events (bench_scale)")
                 scale_runs.append(bench_scale(build, tmp))
                 runs.append(whole_process_run(daemon, tmp, args.window, args.wrk_duration, label))
-                log(f"{label}: the daemon beside the floor (bench/floor)")
+                log(f"{label}: the daemon and the floor (bench/floor), taking turns")
                 floor_runs.append(run_floor.measure_floor(build, tmp, args.floor_window))
 
             log("rdpmc section on fake pages (bench_rseq)")

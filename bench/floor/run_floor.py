@@ -196,7 +196,7 @@ def measure_floor(build, tmp, window=20.0, daemon_path=None, only=None):
     for label, interval, interval_ns in INTERVALS:
         if only and label not in only:
             continue
-        run_bench.log(f"floor beside the daemon at {label} "
+        run_bench.log(f"the floor and the daemon taking turns at {label} "
                       f"({window_for(interval_ns, window):.0f} s window)")
         rows.append(measure_one(build, tmp, label, interval, interval_ns, window, daemon_path))
     return rows
