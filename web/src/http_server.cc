@@ -208,8 +208,7 @@ std::string HttpDate() {
 std::optional<std::string> GzipCompress(const std::string& input) {
   if (input.size() > UINT_MAX) return std::nullopt;
   z_stream stream{};
-  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
-      Z_OK) {
+  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
     return std::nullopt;
   }
   std::string output(deflateBound(&stream, static_cast<uLong>(input.size())), '\0');
