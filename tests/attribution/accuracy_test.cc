@@ -55,6 +55,29 @@ class ScopedCgroup {
   std::string path_;
 };
 
+// The time the hypervisor took every CPU away so far (steal, from the "cpu"
+// line of /proc/stat), ns.
+double StealNs() {
+  std::ifstream in("/proc/stat");
+  std::string label;
+  uint64_t value = 0;
+  in >> label;
+  for (int field = 0; field < 8 && in >> value; ++field) {
+  }
+  return static_cast<double>(value) * 1e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// A cgroup's cpu-clock against its cpu.stat usage over the same time: at
+// least 2% below it at most, and at most 2% above it plus the steal of the
+// window (cpu-clock is time on a CPU, and holds the time the hypervisor took
+// the CPU away; cpu.stat's runtime does not: up to 8% more in a loaded CI
+// run), plus two ticks for steal's 10 ms steps.
+void ExpectMatchesCpuStat(double clock_ns, double cpu_stat_ns, double steal_ns) {
+  const double tick = 2e9 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  EXPECT_GE(clock_ns, 0.98 * cpu_stat_ns) << "steal " << steal_ns << " ns";
+  EXPECT_LE(clock_ns, 1.02 * cpu_stat_ns + steal_ns + tick) << "steal " << steal_ns << " ns";
+}
+
 uint64_t UsageUsec(const std::string& cgroup) {
   std::ifstream in(cgroup + "/cpu.stat");
   std::string key;
@@ -250,9 +273,11 @@ TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
   const auto perf0 = perf->Latest();
   const auto bpf0 = bpf->Latest();
   const uint64_t usage0 = UsageUsec(busy.path());
+  const double steal0 = StealNs();
 
   const pid_t spinner = SpawnIn(busy.path(), [&] { BusyLoop(cpus_.back(), 1s); });
   WaitExit(spinner);
+  const double busy_steal_ns = StealNs() - steal0;
   const uint64_t pp_usage0 = UsageUsec(pingpong.path());
   const PingPongResult pp = PingPong(pingpong.path(), 2500, 300us);
   const uint64_t usage1 = UsageUsec(busy.path());
@@ -284,7 +309,7 @@ TEST_F(AttributionTest, BothModesMatchTheKernelsAccountingAndEachOther) {
         name, busy_ns, cpu_stat_ns, 100 * (busy_ns / cpu_stat_ns - 1), pp_switches,
         static_cast<unsigned long long>(pp.switches),
         100 * (pp_switches / static_cast<double>(pp.switches) - 1), idle_ns);
-    EXPECT_NEAR(busy_ns, cpu_stat_ns, 0.02 * cpu_stat_ns);
+    ExpectMatchesCpuStat(busy_ns, cpu_stat_ns, busy_steal_ns);
     EXPECT_GT(busy_ns, 0.9e9);
     EXPECT_NEAR(pp_switches, static_cast<double>(pp.switches),
                 0.02 * static_cast<double>(pp.switches));
@@ -533,6 +558,7 @@ TEST_P(ContinuityTest, ReloadKeepsTotalsPerCgroupAndEvent) {
   const std::string b = "/" + top + "/busy", a = "/" + top + "/again";
   const config::Config c = ConfigFor(GetParam(), top);
   const uint64_t usage0 = UsageUsec(busy.path());
+  const double steal0 = StealNs();
   const auto cpu_stat_ns = [&] {
     return static_cast<double>(UsageUsec(busy.path()) - usage0) * 1e3;
   };
@@ -559,7 +585,7 @@ TEST_P(ContinuityTest, ReloadKeepsTotalsPerCgroupAndEvent) {
       "same config: busy cpu-clock %.0f ns after the reload (%.0f before) vs cpu.stat %.0f ns\n",
       same, before, cpu_stat_ns());
   EXPECT_GE(same, before);
-  EXPECT_NEAR(same, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  ExpectMatchesCpuStat(same, cpu_stat_ns(), StealNs() - steal0);
   EXPECT_GE(Count(*second->Latest(), a, "context-switches"), 1);
 
   // Another event list: new counters, the totals of the events kept carry
@@ -579,7 +605,7 @@ TEST_P(ContinuityTest, ReloadKeepsTotalsPerCgroupAndEvent) {
   std::printf("other events: busy cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%)\n", after,
               cpu_stat_ns(), 100 * (after / cpu_stat_ns() - 1));
   EXPECT_GE(after, same);
-  EXPECT_NEAR(after, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  ExpectMatchesCpuStat(after, cpu_stat_ns(), StealNs() - steal0);
   EXPECT_EQ(Count(*s, b, "task-clock"), -1);  // no longer attributed
   EXPECT_GE(Count(*s, a, "cpu-clock"), 0);
   EXPECT_LT(Count(*s, a, "cpu-clock"), again_before / 10);  // a reset, not carried
@@ -602,6 +628,7 @@ TEST_F(AttributionTest, ServiceReloadKeepsCgroupCountersMonotonic) {
   const std::string series =
       "pmu_cgroup_events_total{cgroup=\"/" + top + "/child\",event=\"cpu-clock\"}";
   const uint64_t usage0 = UsageUsec(child.path());
+  const double steal0 = StealNs();
   daemon::Service service(c);
   service.Start();
   WaitExit(SpawnIn(child.path(), [&] { BusyLoop(cpus_.back(), 200ms); }));
@@ -625,7 +652,7 @@ TEST_F(AttributionTest, ServiceReloadKeepsCgroupCountersMonotonic) {
               cpu_stat_ns);
   EXPECT_GE(v4, v3);
   // Nothing ran during the reloads themselves: nothing may be missing.
-  EXPECT_NEAR(v4, cpu_stat_ns, 0.02 * cpu_stat_ns);
+  ExpectMatchesCpuStat(v4, cpu_stat_ns, StealNs() - steal0);
   service.Stop();
 }
 
@@ -662,6 +689,7 @@ TEST_P(HotplugTest, CpusThatComeOnlineAreAttributedAndOfflineOnesKeepTheirCounts
   ScopedCgroup busy(parent.path() + "/busy");
   const std::string b = "/" + top + "/busy";
   const uint64_t usage0 = UsageUsec(busy.path());
+  const double steal0 = StealNs();
   const auto cpu_stat_ns = [&] {
     return static_cast<double>(UsageUsec(busy.path()) - usage0) * 1e3;
   };
@@ -690,7 +718,7 @@ TEST_P(HotplugTest, CpusThatComeOnlineAreAttributedAndOfflineOnesKeepTheirCounts
   attribution->EndRound();
   const double on1 = Count(*attribution->Latest(), b, "cpu-clock");
   std::printf("came online: cpu-clock on CPU 1 %.0f ns vs cpu.stat %.0f ns\n", on1, cpu_stat_ns());
-  EXPECT_NEAR(on1, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  ExpectMatchesCpuStat(on1, cpu_stat_ns(), StealNs() - steal0);
   // Offline: closed after a last read; the totals stay.
   ASSERT_TRUE(Cpu1Switch::Set(false));
   ASSERT_TRUE(wait_fds(false)) << "CPU 1's counters stayed open";
@@ -704,7 +732,7 @@ TEST_P(HotplugTest, CpusThatComeOnlineAreAttributedAndOfflineOnesKeepTheirCounts
   const double total = Count(*attribution->Latest(), b, "cpu-clock");
   std::printf("offline and back: cpu-clock %.0f ns vs cpu.stat %.0f ns (%+.3f%%)\n", total,
               cpu_stat_ns(), 100 * (total / cpu_stat_ns() - 1));
-  EXPECT_NEAR(total, cpu_stat_ns(), 0.02 * cpu_stat_ns());
+  ExpectMatchesCpuStat(total, cpu_stat_ns(), StealNs() - steal0);
   EXPECT_GE(Count(*attribution->Latest(), "/" + top, "cpu-clock"), total * (1 - 1e-4));
 }
 
