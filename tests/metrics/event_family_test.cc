@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "plans.h"
 #include "pmu/metrics/exposition.h"
 #include "pmu/metrics/family_source.h"
 
@@ -16,18 +17,7 @@ namespace {
 
 using Labels = std::map<std::string, std::string>;
 
-collectors::PlannedEvent Event(std::string name, std::string pmu, bool by_die, double scale = 1,
-                               std::string unit = "") {
-  collectors::PlannedEvent ev;
-  ev.name = std::move(name);
-  ev.pmu = std::move(pmu);
-  ev.supported = true;
-  ev.label_by_die = by_die;
-  ev.scope = by_die ? collectors::EventScope::kUnit : collectors::EventScope::kCpu;
-  ev.scale = scale;
-  ev.unit = std::move(unit);
-  return ev;
-}
+using testing::PlannedEventOf;
 
 sampling::CpuTotals Cpu(int cpu, const std::vector<uint64_t>& counts) {
   sampling::CpuTotals t;
@@ -56,10 +46,10 @@ FamilyCollector Write(std::shared_ptr<collectors::EventPlan> plan,
 
 TEST(EventFamilies, UnitsAndDieLabels) {
   auto plan = std::make_shared<collectors::EventPlan>();
-  plan->events = {Event("tsc", "msr", false),
-                  Event("energy", "power", true, 2.3283064365386962890625e-10, "Joules"),
-                  Event("dram_read", "uncore_imc_0", true, 6.103515625e-5, "MiB"),
-                  Event("cs", "", false)};
+  plan->events = {PlannedEventOf("tsc", "msr", false),
+                  PlannedEventOf("energy", "power", true, 2.3283064365386962890625e-10, "Joules"),
+                  PlannedEventOf("dram_read", "uncore_imc_0", true, 6.103515625e-5, "MiB"),
+                  PlannedEventOf("cs", "", false)};
   // Two packages: CPUs 0,1 in package 0, CPUs 2,3 in package 1.
   plan->locations = {{0, {0, 0}}, {1, {0, 0}}, {2, {1, 0}}, {3, {1, 0}}};
   const auto out = Write(plan, {Cpu(0, {1000, 1ull << 32, 16384, 7}), Cpu(1, {1001, 0, 0, 8}),
@@ -91,7 +81,7 @@ TEST(EventFamilies, UnitsAndDieLabels) {
 
 TEST(EventFamilies, UnitSeriesSurvivesAMoveWithinTheDie) {
   auto plan = std::make_shared<collectors::EventPlan>();
-  plan->events = {Event("energy", "power", true, 1, "Joules")};
+  plan->events = {PlannedEventOf("energy", "power", true, 1, "Joules")};
   plan->locations = {{0, {0, 0}}, {1, {0, 0}}};
   // The event counted 10 J on CPU 0, which went offline; the kernel's
   // cpumask moved it to CPU 1, which counted 5 J since: one series, 15 J.

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <string>
 
+#include "plans.h"
 #include "pmu/metrics/exposition.h"
 #include "pmu/metrics/family_source.h"
 #include "pmu/metrics/rendered.h"
@@ -24,28 +25,17 @@
 namespace pmu::metrics {
 namespace {
 
-collectors::PlannedEvent Event(std::string name, std::string pmu, bool by_die, double scale = 1,
-                               std::string unit = "", bool supported = true) {
-  collectors::PlannedEvent ev;
-  ev.name = std::move(name);
-  ev.pmu = std::move(pmu);
-  ev.supported = supported;
-  ev.label_by_die = by_die;
-  ev.scope = by_die ? collectors::EventScope::kUnit : collectors::EventScope::kCpu;
-  ev.scale = scale;
-  ev.unit = std::move(unit);
-  return ev;
-}
+using testing::PlannedEventOf;
 
 ExportSnapshot FixedSnapshot() {
   auto plan = std::make_shared<collectors::EventPlan>();
-  plan->events = {Event("tsc", "msr", false),
-                  Event("energy", "power", true, 2.3283064365386962890625e-10, "Joules"),
-                  Event("dram_read", "uncore_imc_0", true, 6.103515625e-5, "MiB"),
-                  Event("cs", "", false),
-                  Event("quote\"back\\slash\nline", "", false),
-                  Event("busy_ns", "", false, 1, "ns"),
-                  Event("cycles", "cpu", false, 1, "", /*supported=*/false)};
+  plan->events = {PlannedEventOf("tsc", "msr", false),
+                  PlannedEventOf("energy", "power", true, 2.3283064365386962890625e-10, "Joules"),
+                  PlannedEventOf("dram_read", "uncore_imc_0", true, 6.103515625e-5, "MiB"),
+                  PlannedEventOf("cs", "", false),
+                  PlannedEventOf("quote\"back\\slash\nline", "", false),
+                  PlannedEventOf("busy_ns", "", false, 1, "ns"),
+                  PlannedEventOf("cycles", "cpu", false, 1, "", /*supported=*/false)};
   collectors::PlannedGroup g0;
   g0.name = "g0";
   collectors::PlannedGroup g1;
@@ -86,7 +76,7 @@ ExportSnapshot SyntheticSnapshot(int cpus, size_t events) {
     plan->groups.push_back(group);
   }
   for (size_t e = 0; e < events; ++e) {
-    plan->events.push_back(Event("synthetic_event_" + std::to_string(e), "", false));
+    plan->events.push_back(PlannedEventOf("synthetic_event_" + std::to_string(e), "", false));
   }
   auto snap = std::make_shared<sampling::Snapshot>();
   snap->plan = plan;

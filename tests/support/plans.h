@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 
 #include "pmu/collectors/event_plan.h"
 #include "pmu/collectors/sample.h"
@@ -23,6 +25,22 @@ inline std::shared_ptr<collectors::EventPlan> TwoEventPlan() {
   plan->events[2].supported = false;
   plan->groups.push_back({"g", {0, 1}});
   return plan;
+}
+
+// A planned event `name` of `pmu` ("" for the core PMU), labelled by die
+// (an uncore PMU's unit scope) or else by CPU, with its sysfs scale and unit.
+inline collectors::PlannedEvent PlannedEventOf(std::string name, std::string pmu, bool by_die,
+                                               double scale = 1, std::string unit = "",
+                                               bool supported = true) {
+  collectors::PlannedEvent ev;
+  ev.name = std::move(name);
+  ev.pmu = std::move(pmu);
+  ev.supported = supported;
+  ev.label_by_die = by_die;
+  ev.scope = by_die ? collectors::EventScope::kUnit : collectors::EventScope::kCpu;
+  ev.scale = scale;
+  ev.unit = std::move(unit);
+  return ev;
 }
 
 // A reading of group "g" of TwoEventPlan(), the only group of its tick. Each
