@@ -16,13 +16,6 @@ namespace {
 
 constexpr size_t kSchedstatCpuFields = 9;
 
-std::string UnderRoot(const std::string& root, std::string_view relative) {
-  std::string path = root;
-  while (!path.empty() && path.back() == '/') path.pop_back();
-  path += relative;
-  return path;
-}
-
 void Diagnose(StatsParseStatus& status, const std::string& path, size_t line,
               const std::string& what) {
   status.diagnostics.push_back(path + ":" + std::to_string(line) + ": " + what);
@@ -156,6 +149,13 @@ std::optional<int> ParseCpuRow(std::span<const std::string_view> fields, size_t 
 }
 
 }  // namespace
+
+std::string UnderRoot(const std::string& root, std::string_view relative) {
+  std::string path = root;
+  while (!path.empty() && path.back() == '/') path.pop_back();
+  path += relative;
+  return path;
+}
 
 long ClockTicksPerSecond() {
   const long ticks = ::sysconf(_SC_CLK_TCK);

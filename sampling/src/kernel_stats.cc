@@ -29,11 +29,6 @@ constexpr std::array<MissingText, kStatsSourceCount> kMissing{{
      true},
 }};
 
-// `path` below `root` ("/" or a test's directory).
-std::string UnderRoot(const std::string& root, const char* path) {
-  return root.substr(0, root.find_last_not_of('/') + 1) + path;
-}
-
 // The parse of `file`'s text by `parse`, or what a missing file reads as:
 // absent, silently when it does not exist.
 template <typename Result, typename Parse>
@@ -54,9 +49,9 @@ KernelStatsReader::KernelStatsReader(config::StatsConfig config, std::string roo
                                      std::vector<int> cpus, long ticks_per_second)
     : config_(config),
       root_(std::move(root)),
-      proc_stat_file_(UnderRoot(root_, "/proc/stat")),
-      softirqs_file_(UnderRoot(root_, "/proc/softirqs")),
-      schedstat_file_(UnderRoot(root_, "/proc/schedstat")),
+      proc_stat_file_(collectors::UnderRoot(root_, "/proc/stat")),
+      softirqs_file_(collectors::UnderRoot(root_, "/proc/softirqs")),
+      schedstat_file_(collectors::UnderRoot(root_, "/proc/schedstat")),
       cpus_(std::move(cpus)),
       ticks_per_second_(ticks_per_second > 0 ? ticks_per_second : 100) {
   std::sort(cpus_.begin(), cpus_.end());

@@ -15,6 +15,7 @@
 
 #include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/event_source.h"
+#include "pmu/collectors/kernel_stats.h"
 #include "pmu/collectors/topology.h"
 
 namespace pmu::sampling {
@@ -123,8 +124,7 @@ Pipeline::Pipeline(const config::Config& config, collectors::PerfSyscalls& sys,
   const size_t per_tick = std::max<size_t>(plan_->groups.size(), 1);
   ring_ = std::make_unique<SampleRing>(
       slots, std::bit_ceil(std::max<size_t>(64, per_tick * drain_ticks * 2)));
-  proc_stat_file_ = std::make_unique<HeldFile>(
-      options_.root.substr(0, options_.root.find_last_not_of('/') + 1) + "/proc/stat");
+  proc_stat_file_ = std::make_unique<HeldFile>(collectors::UnderRoot(options_.root, "/proc/stat"));
   options_.sampler.after_tick = [this](int cpu, uint64_t slot) { TapProcStat(cpu, slot); };
   wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (wake_fd_ < 0) {

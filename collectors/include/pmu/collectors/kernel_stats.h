@@ -77,6 +77,10 @@ struct ProcStat : StatsParseStatus {
   std::optional<uint64_t> context_switches;  // the "ctxt" line: all CPUs, since boot
 };
 
+// `relative` ("/proc/stat") below `root` ("/", or a test's directory):
+// `root` without its trailing slashes, then `relative`.
+std::string UnderRoot(const std::string& root, std::string_view relative);
+
 // sysconf(_SC_CLK_TCK), the USER_HZ unit of /proc/stat; 100 when sysconf
 // fails (USER_HZ is 100 on every architecture Linux exports it for).
 long ClockTicksPerSecond();
