@@ -7,6 +7,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "pmu/collectors/cpu_counters.h"
 #include "pmu/collectors/topology.h"
 
 namespace pmu::sampling {
@@ -62,6 +63,7 @@ void KernelStatsReader::TakeStateFrom(KernelStatsReader& previous) {
   softirqs_ = std::move(previous.softirqs_);
   schedstat_ = std::move(previous.schedstat_);
   available_ = previous.available_;
+  absent_since_ns_ = previous.absent_since_ns_;
   parse_errors_ = previous.parse_errors_;
   logged_diagnostics_ = std::move(previous.logged_diagnostics_);
   previous.cpu_time_.clear();
@@ -78,6 +80,31 @@ uint64_t KernelStatsReader::Update(Entry& entry, bool first, uint64_t raw) {
     entry.last_raw = raw;
   }
   return entry.total;
+}
+
+void KernelStatsReader::SetOnlineCpus(std::vector<int> cpus) {
+  // A CPU that came online may bring a cpufreq directory with it.
+  if (online_ != cpus) absent_since_ns_[static_cast<size_t>(StatsSource::kCpufreq)].reset();
+  online_ = std::move(cpus);
+}
+
+bool KernelStatsReader::Skip(StatsSource source, int64_t now_ns) const {
+  const std::optional<int64_t>& since = absent_since_ns_[static_cast<size_t>(source)];
+  return since.has_value() && now_ns - *since < absent_recheck_.count();
+}
+
+void KernelStatsReader::Absent(StatsSource source, bool present, int64_t now_ns) {
+  std::optional<int64_t>& since = absent_since_ns_[static_cast<size_t>(source)];
+  if (present) {
+    since.reset();
+  } else {
+    since = now_ns;
+  }
+}
+
+void KernelStatsReader::StillAbsent(StatsSource source, KernelStats& out) const {
+  const auto index = static_cast<size_t>(source);
+  out.sources[index] = {true, false, parse_errors_[index]};
 }
 
 bool KernelStatsReader::Selected(int cpu) const {
@@ -151,9 +178,13 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
     }
     if (proc_stat != nullptr) *proc_stat = std::move(stat);
   }
-  if (config_.softirqs) {
+  const int64_t now = collectors::MonotonicNanos();
+  if (config_.softirqs && Skip(StatsSource::kSoftirqs, now)) {
+    StillAbsent(StatsSource::kSoftirqs, out);
+  } else if (config_.softirqs) {
     const auto parsed =
         ReadHeld<collectors::Softirqs>(softirqs_file_, collectors::ParseSoftirqsText);
+    Absent(StatsSource::kSoftirqs, parsed.present, now);
     for (const collectors::CpuSoftirqs& cpu : parsed.cpus) {
       if (!Selected(cpu.cpu)) continue;
       auto& entries = softirqs_[cpu.cpu];
@@ -167,9 +198,12 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
     }
     Note(StatsSource::kSoftirqs, parsed.present, parsed.present, parsed.diagnostics, out);
   }
-  if (config_.schedstat) {
+  if (config_.schedstat && Skip(StatsSource::kSchedstat, now)) {
+    StillAbsent(StatsSource::kSchedstat, out);
+  } else if (config_.schedstat) {
     const auto parsed =
         ReadHeld<collectors::Schedstat>(schedstat_file_, collectors::ParseSchedstatText);
+    Absent(StatsSource::kSchedstat, parsed.present, now);
     for (const collectors::CpuSchedstat& cpu : parsed.cpus) {
       if (!Selected(cpu.cpu)) continue;
       auto [it, first] = schedstat_.try_emplace(cpu.cpu);
@@ -181,8 +215,11 @@ KernelStats KernelStatsReader::Read(bool want_proc_stat,
          parsed.present && collectors::IsKnownSchedstatVersion(parsed.version), parsed.diagnostics,
          out);
   }
-  if (config_.cpufreq) {
+  if (config_.cpufreq && Skip(StatsSource::kCpufreq, now)) {
+    StillAbsent(StatsSource::kCpufreq, out);
+  } else if (config_.cpufreq) {
     collectors::Cpufreq parsed = collectors::ParseCpufreq(root_, CpufreqCpus());
+    Absent(StatsSource::kCpufreq, parsed.present, now);
     for (const collectors::CpuFrequency& cpu : parsed.cpus) {
       if (Selected(cpu.cpu)) out.cpufreq.push_back(cpu);
     }

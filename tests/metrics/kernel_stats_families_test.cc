@@ -3,7 +3,9 @@
 // selection, absent sources (logged once, flagged 0), malformed lines,
 // monotonic totals across reads and reloads, promtool.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -169,6 +171,44 @@ TEST(KernelStatsFamilies, AbsentSourcesAreLoggedOnceAndFlaggedZero) {
       << log.Text();
   EXPECT_EQ(log.Count("cpufreq/scaling_cur_freq not present"), 1u) << log.Text();
   EXPECT_EQ(log.Count("\n"), 2u) << log.Text();
+}
+
+// A missing source is not opened again at every read (a failed open per CPU
+// per scrape for cpufreq) but looked for after the recheck period, and
+// cpufreq also when the online CPUs change.
+TEST(KernelStatsFamilies, AnAbsentSourceIsLookedForAgainAfterTheRecheckOrAHotplug) {
+  const std::filesystem::path root =
+      std::filesystem::temp_directory_path() / ("pmu-stats-appear-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  std::filesystem::copy(Tree("host"), root, std::filesystem::copy_options::recursive);
+  KernelStatsReader reader(kAllSources, root.string(), {}, 100);
+  reader.SetOnlineCpus({0, 1});
+  reader.SetAbsentRecheck(std::chrono::hours(1));
+  const auto available = [&reader](const std::string& source) {
+    return Value(Collect(reader), "pmu_exporter_stats_source_available", {{"source", source}});
+  };
+  EXPECT_EQ(available("schedstat"), 0);
+  EXPECT_EQ(available("cpufreq"), 0);
+
+  // Both appear: within the recheck period neither is looked for.
+  std::filesystem::copy_file(Tree("full") + "/proc/schedstat", root / "proc/schedstat");
+  for (int cpu : {0, 1}) {
+    const auto dir = root / ("sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/cpufreq");
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "scaling_cur_freq") << "2400000\n";
+  }
+  EXPECT_EQ(available("schedstat"), 0);
+  EXPECT_EQ(available("cpufreq"), 0);
+
+  // A CPU came online: cpufreq is looked for at once, schedstat is not.
+  reader.SetOnlineCpus({0, 1, 2});
+  EXPECT_EQ(available("cpufreq"), 1);
+  EXPECT_EQ(available("schedstat"), 0);
+
+  // The recheck period has passed: schedstat is found.
+  reader.SetAbsentRecheck(std::chrono::nanoseconds(0));
+  EXPECT_EQ(available("schedstat"), 1);
+  std::filesystem::remove_all(root);
 }
 
 TEST(KernelStatsFamilies, UnknownSchedstatVersionIsUnavailable) {

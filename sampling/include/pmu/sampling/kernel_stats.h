@@ -33,6 +33,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -110,7 +111,14 @@ class KernelStatsReader {
   // The CPUs online now, as the caller's hotplug handling knows them: with
   // an empty selection, cpufreq is read for these instead of reading
   // <root>/sys/devices/system/cpu/online each time.
-  void SetOnlineCpus(std::vector<int> cpus) { online_ = std::move(cpus); }
+  void SetOnlineCpus(std::vector<int> cpus);
+
+  // A source that does not exist (no /proc/schedstat without
+  // CONFIG_SCHEDSTATS, no cpufreq in most virtual machines) is looked for
+  // again only after this long, or for cpufreq when the online CPUs change:
+  // not with a failed open per CPU at every read. Default kAbsentRecheck.
+  static constexpr std::chrono::seconds kAbsentRecheck{60};
+  void SetAbsentRecheck(std::chrono::nanoseconds period) { absent_recheck_ = period; }
 
   // One parse of /proc/stat through the reader's held descriptor (pread);
   // nothing else is read and no total is updated.
@@ -144,6 +152,15 @@ class KernelStatsReader {
   std::map<int, std::array<Entry, collectors::kCpuModeCount>> cpu_time_;
   std::map<int, std::map<std::string, Entry>> softirqs_;
   std::map<int, std::array<Entry, 3>> schedstat_;
+  // Reading `source` is skipped while it was absent less than
+  // absent_recheck_ ago; Absent() starts that wait.
+  bool Skip(StatsSource source, int64_t now_ns) const;
+  void Absent(StatsSource source, bool present, int64_t now_ns);
+  // What a skipped source reports: enabled, not available.
+  void StillAbsent(StatsSource source, KernelStats& out) const;
+
+  std::chrono::nanoseconds absent_recheck_ = kAbsentRecheck;
+  std::array<std::optional<int64_t>, kStatsSourceCount> absent_since_ns_;
   std::array<std::optional<bool>, kStatsSourceCount> available_;  // last state, for logging
   std::array<uint64_t, kStatsSourceCount> parse_errors_{};
   std::set<std::string> logged_diagnostics_;
