@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define ZLIB_CONST
@@ -32,6 +33,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <unordered_map>
@@ -203,14 +205,39 @@ std::string HttpDate() {
   return buf.data();
 }
 
+// One deflate state per thread, reset for each body: deflateInit2 allocates
+// about 256 KiB (window, hash chains, pending buffer), which glibc maps
+// fresh and the kernel then faults in page by page, at every compression.
+class Deflater {
+ public:
+  Deflater()
+      : ready_(deflateInit2(&stream_, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) ==
+               Z_OK) {}
+  ~Deflater() {
+    if (ready_) deflateEnd(&stream_);
+  }
+  Deflater(const Deflater&) = delete;
+  Deflater& operator=(const Deflater&) = delete;
+
+  // The stream, reset for a new gzip member; null when zlib could not start.
+  z_stream* Fresh() {
+    if (!ready_ || deflateReset(&stream_) != Z_OK) return nullptr;
+    return &stream_;
+  }
+
+ private:
+  z_stream stream_{};
+  bool ready_;
+};
+
 }  // namespace
 
 std::optional<std::string> GzipCompress(const std::string& input) {
   if (input.size() > UINT_MAX) return std::nullopt;
-  z_stream stream{};
-  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
-    return std::nullopt;
-  }
+  thread_local Deflater deflater;
+  z_stream* fresh = deflater.Fresh();
+  if (fresh == nullptr) return std::nullopt;
+  z_stream& stream = *fresh;
   std::string output(deflateBound(&stream, static_cast<uLong>(input.size())), '\0');
   stream.next_in = reinterpret_cast<const Bytef*>(input.data());
   stream.avail_in = static_cast<uInt>(input.size());
@@ -218,7 +245,6 @@ std::optional<std::string> GzipCompress(const std::string& input) {
   stream.avail_out = static_cast<uInt>(output.size());
   int rc = deflate(&stream, Z_FINISH);
   output.resize(stream.total_out);
-  deflateEnd(&stream);
   if (rc != Z_STREAM_END) return std::nullopt;
   return output;
 }
@@ -321,6 +347,8 @@ class HttpServer::Impl {
   void StartLinger(Connection& conn);
   Io Read(Connection& conn, char* buf, size_t size, size_t& done);
   Io Write(Connection& conn, const char* buf, size_t size, size_t& done);
+  // Writes what is left of the head and then of the body.
+  Io WriteResponse(Connection& conn, size_t& done);
   Io SslResult(Connection& conn, int rc);
   void SetInterest(Connection& conn, uint32_t events);
   void SetDeadline(Connection& conn, Clock::duration after, bool is_timeout);
@@ -703,14 +731,15 @@ void HttpServer::Impl::Drive(Connection& conn) {
                  (conn.out_body ? conn.out_body->size() - conn.body_offset : 0);
         };
         while (remaining() > 0) {
-          // The head first, then the shared body.
-          const bool head_part = conn.out_offset < conn.out.size();
-          const std::string& part = head_part ? conn.out : *conn.out_body;
-          size_t& offset = head_part ? conn.out_offset : conn.body_offset;
+          // The head first, then the shared body: in one sendmsg where the
+          // connection is plain, so that the client gets one segment and
+          // wakes once (TCP_NODELAY sends a head alone at once).
           size_t sent = 0;
-          Io io = Write(conn, part.data() + offset, part.size() - offset, sent);
+          Io io = WriteResponse(conn, sent);
           if (io == Io::kOk) {
-            offset += sent;
+            const size_t head = std::min(sent, conn.out.size() - conn.out_offset);
+            conn.out_offset += head;
+            conn.body_offset += sent - head;
             progress = true;
             continue;
           }
@@ -1005,6 +1034,32 @@ HttpServer::Impl::Io HttpServer::Impl::Write(Connection& conn, const char* buf, 
   }
   for (;;) {
     ssize_t n = send(conn.fd.get(), buf, size, MSG_NOSIGNAL);
+    if (n >= 0) {
+      done = static_cast<size_t>(n);
+      return Io::kOk;
+    }
+    if (errno == EINTR) continue;
+    return errno == EAGAIN ? Io::kWantWrite : Io::kError;
+  }
+}
+
+HttpServer::Impl::Io HttpServer::Impl::WriteResponse(Connection& conn, size_t& done) {
+  const std::string_view head =
+      std::string_view(conn.out).substr(std::min(conn.out_offset, conn.out.size()));
+  const std::string_view body = conn.out_body
+                                    ? std::string_view(*conn.out_body).substr(conn.body_offset)
+                                    : std::string_view();
+  if (conn.ssl || head.empty() || body.empty()) {
+    const std::string_view part = head.empty() ? body : head;
+    return Write(conn, part.data(), part.size(), done);
+  }
+  iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
+                    {const_cast<char*>(body.data()), body.size()}};
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = 2;
+  for (;;) {
+    ssize_t n = sendmsg(conn.fd.get(), &message, MSG_NOSIGNAL);
     if (n >= 0) {
       done = static_cast<size_t>(n);
       return Io::kOk;
