@@ -60,6 +60,10 @@ constexpr size_t kFdHeadroom = 64;
 // most this much) before close, so the kernel does not answer them with a RST
 // that could destroy the response in flight.
 constexpr auto kLingerTime = std::chrono::milliseconds(1000);
+// Polling before blocking (Run): after a blocking wait shorter than
+// kSpinAfterBlock, up to kSpinFor of non-blocking waits.
+constexpr auto kSpinAfterBlock = std::chrono::microseconds(500);
+constexpr auto kSpinFor = std::chrono::microseconds(50);
 constexpr size_t kLingerMaxBytes = 1 << 20;
 // accept4 failing for lack of fds/memory leaves the listener readable; it is
 // taken out of epoll this long instead of spinning.
@@ -520,9 +524,26 @@ void HttpServer::Impl::Run() {
 
   std::array<epoll_event, 64> events{};
   bool stopping = false;
+  // Blocking in epoll_wait costs a wake-up per request. A server that
+  // was woken again soon after it blocked (a client asking back to back)
+  // polls for a short while first; one that waited long blocks at once.
+  Clock::duration last_block{Clock::duration::max()};
   while (!stopping) {
-    int n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
-                       WaitTimeoutMs());
+    int n = 0;
+    if (last_block < kSpinAfterBlock) {
+      const auto until = Clock::now() + kSpinFor;
+      do {
+        n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()), 0);
+      } while (n == 0 && pending_.empty() && Clock::now() < until);
+    }
+    if (n == 0) {
+      const auto blocked = Clock::now();
+      n = epoll_wait(epoll_fd_.get(), events.data(), static_cast<int>(events.size()),
+                     WaitTimeoutMs());
+      last_block = Clock::now() - blocked;
+    } else {
+      last_block = Clock::duration::zero();
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       spdlog::error("HTTP server: epoll_wait failed, no longer serving: {}", ErrnoText(errno));
