@@ -353,6 +353,8 @@ class HttpServer::Impl {
   Io Write(Connection& conn, const char* buf, size_t size, size_t& done);
   // Writes what is left of the head and then of the body.
   Io WriteResponse(Connection& conn, size_t& done);
+  // sendmsg of `parts` on a plain (non-TLS) connection.
+  Io SendPlain(Connection& conn, iovec* parts, size_t count, size_t& done);
   Io SslResult(Connection& conn, int rc);
   void SetInterest(Connection& conn, uint32_t events);
   void SetDeadline(Connection& conn, Clock::duration after, bool is_timeout);
@@ -1053,8 +1055,17 @@ HttpServer::Impl::Io HttpServer::Impl::Write(Connection& conn, const char* buf, 
     if (io == Io::kError || io == Io::kEof) ERR_clear_error();
     return io == Io::kEof ? Io::kError : io;
   }
+  iovec part{const_cast<char*>(buf), size};
+  return SendPlain(conn, &part, 1, done);
+}
+
+HttpServer::Impl::Io HttpServer::Impl::SendPlain(Connection& conn, iovec* parts, size_t count,
+                                                 size_t& done) {
+  msghdr message{};
+  message.msg_iov = parts;
+  message.msg_iovlen = count;
   for (;;) {
-    ssize_t n = send(conn.fd.get(), buf, size, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(conn.fd.get(), &message, MSG_NOSIGNAL);
     if (n >= 0) {
       done = static_cast<size_t>(n);
       return Io::kOk;
@@ -1076,18 +1087,7 @@ HttpServer::Impl::Io HttpServer::Impl::WriteResponse(Connection& conn, size_t& d
   }
   iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
                     {const_cast<char*>(body.data()), body.size()}};
-  msghdr message{};
-  message.msg_iov = parts;
-  message.msg_iovlen = 2;
-  for (;;) {
-    ssize_t n = sendmsg(conn.fd.get(), &message, MSG_NOSIGNAL);
-    if (n >= 0) {
-      done = static_cast<size_t>(n);
-      return Io::kOk;
-    }
-    if (errno == EINTR) continue;
-    return errno == EAGAIN ? Io::kWantWrite : Io::kError;
-  }
+  return SendPlain(conn, parts, 2, done);
 }
 
 void HttpServer::Impl::SetInterest(Connection& conn, uint32_t events) {
