@@ -585,8 +585,9 @@ def measure_http(procs, duration, label, tmp):
             rows[name].append(wrk(proc, conns, duration))
     log(f"{label}: wrk paced, {PACED_CONNECTIONS} connections each asking every "
         f"{PACED_DELAY_MS} ms, on {', '.join(procs)} ({duration} s each)")
+    script = paced_script(tmp)
     for name, proc in procs.items():
-        paced[name] = wrk(proc, PACED_CONNECTIONS, duration, paced_script(tmp))
+        paced[name] = wrk(proc, PACED_CONNECTIONS, duration, script)
     memory = {}
     for name, sampler in samplers.items():
         memory[name] = {"rss_under_load_mib": round(sampler.finish() / KIB, 1),
@@ -631,6 +632,13 @@ def best(values, lower_is_better):
     return min(values) if lower_is_better else max(values)
 
 
+def best_http(rows):
+    """The best p50, p99 and requests/s of one wrk row's runs."""
+    return {"p50_ms": best([x["p50_ms"] for x in rows], True),
+            "p99_ms": best([x["p99_ms"] for x in rows], True),
+            "requests_per_s": best([x["requests_per_s"] for x in rows], False)}
+
+
 def headline(runs):
     """Per figure, the best of the runs (others' load only ever makes them worse)."""
     h = {"runs": len(runs)}
@@ -641,18 +649,8 @@ def headline(runs):
                                           True)
     for name in ("pmu_1s", "pmu_perf_only_1s", "node_exporter"):
         for i, conns in enumerate(WRK_CONNECTIONS):
-            rows = [r["http"][name][i] for r in runs]
-            h[f"http_{name}_c{conns}"] = {
-                "p50_ms": best([x["p50_ms"] for x in rows], True),
-                "p99_ms": best([x["p99_ms"] for x in rows], True),
-                "requests_per_s": best([x["requests_per_s"] for x in rows], False),
-            }
-        paced = [r["http_paced"][name] for r in runs]
-        h[f"http_paced_{name}"] = {
-            "p50_ms": best([x["p50_ms"] for x in paced], True),
-            "p99_ms": best([x["p99_ms"] for x in paced], True),
-            "requests_per_s": best([x["requests_per_s"] for x in paced], False),
-        }
+            h[f"http_{name}_c{conns}"] = best_http([r["http"][name][i] for r in runs])
+        h[f"http_paced_{name}"] = best_http([r["http_paced"][name] for r in runs])
         h[f"rss_idle_mib_{name}"] = best([r["rss_idle_mib"][name] for r in runs], True)
         h[f"rss_load_mib_{name}"] = best(
             [r["memory_under_load"][name]["rss_under_load_mib"] for r in runs], True)
