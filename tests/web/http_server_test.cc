@@ -228,12 +228,27 @@ std::string HugeBody() {
   return body;
 }
 
+std::atomic<int> g_shared_compressions{0};
+
 HttpResponse TestHandler(const HttpRequest& request) {
   HttpResponse response;
   if (request.path == "/metrics") {
     response.body = "pmu_up 1\n";
   } else if (request.path == "/big") {
     response.body = BigBody();
+  } else if (request.path == "/medium") {
+    // The size of a small host's exposition (17 KiB with 2 CPUs).
+    response.body = BigBody().substr(0, 20000);
+  } else if (request.path == "/shared") {
+    // As the service serves /metrics: one rendering and one compressed copy
+    // shared by every request.
+    static const auto kText = std::make_shared<const std::string>(BigBody());
+    static const auto kZipped = std::make_shared<const std::string>(*GzipCompress(*kText));
+    response.shared_body = kText;
+    response.gzip_body = [] {
+      ++g_shared_compressions;
+      return kZipped;
+    };
   } else if (request.path == "/huge") {
     static const std::string kHuge = HugeBody();
     response.body = kHuge;
@@ -663,6 +678,27 @@ TEST(HttpServerTest, GzipWhenAskedAndTheBodyIsLarge) {
   ASSERT_TRUE(small);
   EXPECT_EQ(small->headers.count("content-encoding"), 0u);
   EXPECT_EQ(small->body, "pmu_up 1\n");
+
+  // Up to 64 KiB the body goes out as it is: compressing it would cost the
+  // host more than sending it.
+  auto medium = Exchange(server->port(), Get("/medium", "Accept-Encoding: gzip\r\n"));
+  ASSERT_TRUE(medium);
+  EXPECT_EQ(medium->headers.count("content-encoding"), 0u);
+  EXPECT_EQ(medium->body.size(), 20000u);
+
+  // A shared body is sent from its shared compressed copy.
+  const int compressions = g_shared_compressions.load();
+  auto shared = Exchange(server->port(), Get("/shared", "Accept-Encoding: gzip\r\n"));
+  ASSERT_TRUE(shared);
+  EXPECT_EQ(shared->headers["content-encoding"], "gzip");
+  auto shared_inflated = Gunzip(shared->body);
+  ASSERT_TRUE(shared_inflated);
+  EXPECT_TRUE(*shared_inflated == big);
+  EXPECT_EQ(g_shared_compressions.load(), compressions + 1);
+  auto shared_plain = Exchange(server->port(), Get("/shared"));
+  ASSERT_TRUE(shared_plain);
+  EXPECT_TRUE(shared_plain->body == big);
+  EXPECT_EQ(g_shared_compressions.load(), compressions + 1);
 
   // HEAD announces the length GET would send.
   auto head = Exchange(server->port(), "HEAD /big HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n",
