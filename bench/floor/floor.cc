@@ -4,10 +4,16 @@
 // absolute CLOCK_MONOTONIC schedule and read()s the group once per interval,
 // nothing else: no ring, no aggregation, no exposition.
 //
-//   floor <interval_ns>     runs until SIGTERM or SIGINT
+//   floor <interval_ns> [<stat_period_ns>]     runs until SIGTERM or SIGINT
+//
+// With stat_period_ns, the lowest CPU's thread also preads /proc/stat (one
+// held descriptor) at the first wake-up of every stat_period_ns: the least
+// the default configuration's cpu_busy_ratio, a histogram of per-CPU busy
+// ratios over 1 s /proc/stat windows, can add.
 //
 // bench/floor/run_floor.py runs it beside the daemon and compares the CPU
 // time (schedstat run time of every thread) of the two processes.
+#include <fcntl.h>
 #include <linux/perf_event.h>
 #include <pthread.h>
 #include <sched.h>
@@ -62,7 +68,8 @@ std::vector<int> OnlineCpus() {
   return cpus;
 }
 
-void Sampler(int cpu, int leader, int64_t interval_ns) {
+// stat_fd >= 0: pread /proc/stat from it once per stat_period_ns.
+void Sampler(int cpu, int leader, int64_t interval_ns, int stat_fd, int64_t stat_period_ns) {
   cpu_set_t set;
   CPU_ZERO(&set);
   CPU_SET(static_cast<size_t>(cpu), &set);
@@ -71,6 +78,8 @@ void Sampler(int cpu, int leader, int64_t interval_ns) {
   uint64_t buf[5];
   timespec next{};
   clock_gettime(CLOCK_MONOTONIC, &next);
+  std::vector<char> stat_buf(stat_fd >= 0 ? 16384 : 0);
+  int64_t next_stat_ns = 0;
   while (!g_stop.load(std::memory_order_relaxed)) {
     int64_t ns = next.tv_nsec + interval_ns;
     next.tv_sec += ns / 1'000'000'000;
@@ -81,20 +90,34 @@ void Sampler(int cpu, int leader, int64_t interval_ns) {
       std::fprintf(stderr, "floor: read on cpu %d: %s\n", cpu, std::strerror(errno));
       return;
     }
+    const int64_t now_ns = next.tv_sec * 1'000'000'000LL + next.tv_nsec;
+    if (stat_fd >= 0 && now_ns >= next_stat_ns) {
+      if (pread(stat_fd, stat_buf.data(), stat_buf.size(), 0) < 0) {
+        std::fprintf(stderr, "floor: /proc/stat: %s\n", std::strerror(errno));
+        return;
+      }
+      next_stat_ns = now_ns + stat_period_ns;
+    }
   }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: floor <interval_ns>\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: floor <interval_ns> [<stat_period_ns>]\n");
     return 2;
   }
   const int64_t interval_ns = std::atoll(argv[1]);
-  if (interval_ns <= 0) {
-    std::fprintf(stderr, "floor: interval must be > 0 ns\n");
+  const int64_t stat_period_ns = argc == 3 ? std::atoll(argv[2]) : 0;
+  if (interval_ns <= 0 || stat_period_ns < 0) {
+    std::fprintf(stderr, "floor: interval must be > 0 ns, stat period >= 0 ns\n");
     return 2;
+  }
+  const int stat_fd = stat_period_ns > 0 ? open("/proc/stat", O_RDONLY | O_CLOEXEC) : -1;
+  if (stat_period_ns > 0 && stat_fd < 0) {
+    std::fprintf(stderr, "floor: /proc/stat: %s\n", std::strerror(errno));
+    return 1;
   }
   // Signals go to sigwait below only.
   sigset_t signals;
@@ -105,7 +128,8 @@ int main(int argc, char** argv) {
 
   std::vector<int> fds;
   std::vector<std::thread> threads;
-  for (int cpu : OnlineCpus()) {
+  const std::vector<int> cpus = OnlineCpus();
+  for (int cpu : cpus) {
     const int leader = OpenCounter(PERF_COUNT_SW_CPU_CLOCK, cpu, -1);
     const int member = leader < 0 ? -1 : OpenCounter(PERF_COUNT_SW_CONTEXT_SWITCHES, cpu, leader);
     if (leader < 0 || member < 0) {
@@ -114,7 +138,9 @@ int main(int argc, char** argv) {
     }
     fds.push_back(leader);
     fds.push_back(member);
-    threads.emplace_back(Sampler, cpu, leader, interval_ns);
+    const bool reads_stat = cpu == cpus.front();
+    threads.emplace_back(Sampler, cpu, leader, interval_ns, reads_stat ? stat_fd : -1,
+                         stat_period_ns);
   }
   std::printf("floor: %zu threads, every %lld ns\n", threads.size(),
               static_cast<long long>(interval_ns));
@@ -124,5 +150,6 @@ int main(int argc, char** argv) {
   g_stop = true;
   for (auto& t : threads) t.join();
   for (int fd : fds) close(fd);
+  if (stat_fd >= 0) close(stat_fd);
   return 0;
 }
