@@ -237,7 +237,7 @@ HttpResponse TestHandler(const HttpRequest& request) {
   } else if (request.path == "/big") {
     response.body = BigBody();
   } else if (request.path == "/medium") {
-    // The size of a small host's exposition (17 KiB with 2 CPUs).
+    // The size of a small host's exposition (19 KB with 2 CPUs).
     response.body = BigBody().substr(0, 20000);
   } else if (request.path == "/shared") {
     // As the service serves /metrics: one rendering and one compressed copy
