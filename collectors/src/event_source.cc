@@ -325,12 +325,7 @@ bool EventResolver::ResolveTracepoint(const ParsedEvent& parsed, ResolvedEvent* 
 
 ResolvedEvent EventResolver::ResolveLibpfm(std::string_view text,
                                            const std::optional<EventSpecError>& deferred) const {
-  // libpfm4 adds the tracepoints of a mounted debugfs to its "perf" PMU,
-  // read from the live /sys/kernel/debug/tracing whatever root_ is. A name
-  // that looked like a tracepoint has had its answer from root_'s tracefs:
-  // libpfm4's copy of the tracepoints neither encodes it nor claims it.
   EncodeResult enc = EncodeEvent(text);
-  if (deferred && enc.ok && enc.attr.type == PERF_TYPE_TRACEPOINT) throw *deferred;
   if (enc.ok) {
     ResolvedEvent out;
     out.source = "libpfm4";
@@ -340,7 +335,7 @@ ResolvedEvent EventResolver::ResolveLibpfm(std::string_view text,
     out.instances.push_back(std::move(inst));
     return out;
   }
-  if (const std::string pmu = FindEventPmu(text); !pmu.empty() && !(deferred && pmu == "perf")) {
+  if (const std::string pmu = FindEventPmu(text); !pmu.empty()) {
     throw EventSpecError(Kind::kNotCountableHere,
                          "libpfm4 event " + Quote(text) + " belongs to PMU " + Quote(pmu) +
                              ", which this host does not have (" + enc.error + ")");

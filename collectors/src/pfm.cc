@@ -30,6 +30,12 @@ std::string Upper(std::string_view s) {
   return out;
 }
 
+// An entry libpfm4 made from a debugfs tracepoint subsystem.
+bool IsDebugfsTracepoint(int pmu, const pfm_event_info_t& event) {
+  return pmu == PFM_PMU_PERF_EVENT && event.desc != nullptr &&
+         std::strcmp(event.desc, "tracepoint") == 0;
+}
+
 }  // namespace
 
 EncodeResult EncodeEvent(std::string_view event) {
@@ -52,6 +58,11 @@ EncodeResult EncodeEvent(std::string_view event) {
     result.canonical = fstr;
     std::free(fstr);  // allocated by libpfm4 with malloc
   }
+  if (result.attr.type == PERF_TYPE_TRACEPOINT) {
+    result = EncodeResult{};
+    result.error = "a tracepoint: resolved from tracefs, not from libpfm4's copy of debugfs";
+    return result;
+  }
   result.attr.size = sizeof(perf_event_attr);
   result.ok = true;
   return result;
@@ -71,7 +82,10 @@ std::vector<EventListing> ListEvents(std::string_view pattern) {
       pfm_event_info_t einfo;
       std::memset(&einfo, 0, sizeof(einfo));
       einfo.size = sizeof(einfo);
-      if (pfm_get_event_info(idx, PFM_OS_PERF_EVENT_EXT, &einfo) != PFM_SUCCESS) continue;
+      if (pfm_get_event_info(idx, PFM_OS_PERF_EVENT_EXT, &einfo) != PFM_SUCCESS ||
+          IsDebugfsTracepoint(p, einfo)) {
+        continue;
+      }
       EventListing e{pinfo.name, std::string(pinfo.name) + "::" + einfo.name,
                      einfo.desc != nullptr ? einfo.desc : ""};
       if (auto nl = e.description.find('\n'); nl != std::string::npos) e.description.resize(nl);
@@ -95,7 +109,10 @@ std::string FindEventPmu(std::string_view event) {
         pfm_event_info_t einfo;
         std::memset(&einfo, 0, sizeof(einfo));
         einfo.size = sizeof(einfo);
-        if (pfm_get_event_info(idx, PFM_OS_NONE, &einfo) != PFM_SUCCESS) continue;
+        if (pfm_get_event_info(idx, PFM_OS_NONE, &einfo) != PFM_SUCCESS ||
+            IsDebugfsTracepoint(p, einfo)) {
+          continue;
+        }
         const std::string base = Upper(einfo.name);
         names.emplace(base, pinfo.name);
         names.emplace(Upper(pinfo.name) + "::" + base, pinfo.name);

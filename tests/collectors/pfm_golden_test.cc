@@ -4,6 +4,7 @@
 // (umask << 8 | event select).
 #include <gtest/gtest.h>
 #include <linux/perf_event.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <string>
@@ -83,6 +84,22 @@ TEST(PfmListing, PerfGenericEventsAreListed) {
   bool found = false;
   for (const auto& e : events) found = found || e.name == "perf::PERF_COUNT_SW_CONTEXT_SWITCHES";
   EXPECT_TRUE(found);
+}
+
+// With debugfs mounted, libpfm4 copies the live tracepoint subsystems into
+// its "perf" PMU; tracepoints come from tracefs under the resolver's root, so
+// the wrapper leaves that copy out everywhere.
+TEST(PfmListing, DebugfsTracepointsAreLeftOut) {
+  if (access("/sys/kernel/debug/tracing/events/sched/sched_switch/id", R_OK) != 0) {
+    GTEST_SKIP() << "no readable sched:sched_switch under /sys/kernel/debug/tracing (debugfs "
+                    "not mounted): libpfm4 has no copy of the tracepoints to leave out";
+  }
+  for (const auto& e : ListEvents("")) {
+    EXPECT_NE(e.description, "tracepoint") << e.name;
+  }
+  EXPECT_FALSE(EncodeEvent("sched:sched_switch").ok);
+  EXPECT_EQ(FindEventPmu("sched:sched_swich"), "");
+  EXPECT_EQ(FindEventPmu("perf::sched"), "");
 }
 
 }  // namespace

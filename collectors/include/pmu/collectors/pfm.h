@@ -3,6 +3,12 @@
 // libpfm4 is initialised once per process on first use (pfm_initialize reads
 // LIBPFM_FORCE_PMU at that moment, which the golden tests rely on).
 //
+// libpfm4 also copies the tracepoints of a mounted debugfs into its "perf"
+// PMU, read from the live /sys/kernel/debug/tracing whatever root a caller
+// works under. Tracepoints are resolved from tracefs (EventResolver), so
+// these functions leave that copy out: EncodeEvent does not encode it,
+// ListEvents does not list it, FindEventPmu does not know it.
+//
 // Thread safety: EncodeEvent and ListEvents may be called from any thread
 // after the first call has returned; the daemon calls them only at start-up
 // and reload.
