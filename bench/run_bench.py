@@ -873,15 +873,14 @@ def write_markdown(path, r):
              "includes waits for a CPU. Above, one wrk thread and the server have a CPU each.\n")
     L.append("| process | connections | p50 ms | p99 ms | requests/s |")
     L.append("|---|---|---|---|---|")
-    for name in ("pmu_1s", "pmu_perf_only_1s", "node_exporter"):
-        x = h[f"http_paced_{name}"]
-        L.append(f"| {name} | {PACED_CONNECTIONS} paced | {fmt(x['p50_ms'], 3)} | "
-                 f"{fmt(x['p99_ms'], 3)} | {fmt(x['requests_per_s'], 0)} |")
-    for name in ("pmu_1s", "pmu_perf_only_1s", "node_exporter"):
-        x = h[f"http_oversubscribed_{name}"]
-        L.append(f"| {name} | {OVERSUBSCRIBED_CONNECTIONS}, {OVERSUBSCRIBED_THREADS} wrk threads | "
-                 f"{fmt(x['p50_ms'], 3)} | {fmt(x['p99_ms'], 3)} | "
-                 f"{fmt(x['requests_per_s'], 0)} |")
+    for key, connections in (
+            ("http_paced", f"{PACED_CONNECTIONS} paced"),
+            ("http_oversubscribed",
+             f"{OVERSUBSCRIBED_CONNECTIONS}, {OVERSUBSCRIBED_THREADS} wrk threads")):
+        for name in ("pmu_1s", "pmu_perf_only_1s", "node_exporter"):
+            x = h[f"{key}_{name}"]
+            L.append(f"| {name} | {connections} | {fmt(x['p50_ms'], 3)} | "
+                     f"{fmt(x['p99_ms'], 3)} | {fmt(x['requests_per_s'], 0)} |")
     L.append("")
     for i, run in enumerate(r["runs"]):
         L.append(f"run {i + 1} detail: " + "; ".join(

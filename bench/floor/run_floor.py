@@ -125,6 +125,11 @@ def online_count():
     return count
 
 
+def require_schedstat(*readings):
+    if None in readings:
+        raise RuntimeError("schedstat is not available (kernel without CONFIG_SCHEDSTATS)")
+
+
 def window_for(interval_ns, window):
     # At least 30 intervals, so that a coarse aggregation period is inside.
     return max(window, 30 * interval_ns / 1e9)
@@ -163,9 +168,7 @@ def measure_one(build, tmp, label, interval, interval_ns, window, daemon_path=No
                 finally:
                     floor.stop()
                     os.kill(daemon.pid, signal.SIGCONT)
-                if None in (f0, f1):
-                    raise RuntimeError("schedstat is not available (kernel without "
-                                       "CONFIG_SCHEDSTATS)")
+                require_schedstat(f0, f1)
                 floor_cpu[name] += f1 - f0
                 floor_s[name] += t1 - t0
             time.sleep(SETTLE_S)  # the samplers' catch-up after SIGCONT is not measured
@@ -182,22 +185,21 @@ def measure_one(build, tmp, label, interval, interval_ns, window, daemon_path=No
                 next_scrape += SCRAPE_PERIOD_S
             d1, t1d = daemon.cpu_seconds_schedstat(), time.monotonic()
             daemon_time += t1d - t0d
-            if None in (d0, d1):
-                raise RuntimeError("schedstat is not available (kernel without CONFIG_SCHEDSTATS)")
+            require_schedstat(d0, d1)
             daemon_cpu += d1 - d0
             daemon_s += t1d - t0d
-        floor_pct = 100.0 * floor_cpu["floor"] / floor_s["floor"]
-        floor_stat_pct = 100.0 * floor_cpu["floor_stat"] / floor_s["floor_stat"]
         daemon_pct = 100.0 * daemon_cpu / daemon_s
+        row = {"interval": label, "window_s": round(sum(floor_s.values()) + daemon_s, 2),
+               "rounds": ROUNDS, "cpus": online_count(),
+               "daemon_pct_of_one_core": round(daemon_pct, 4)}
+        for name, _ in FLOORS:
+            pct = 100.0 * floor_cpu[name] / floor_s[name]
+            row[f"{name}_pct_of_one_core"] = round(pct, 4)
+            # "ratio" against the plain floor (the goal), "ratio_floor_stat" against the other
+            row["ratio" if name == "floor" else f"ratio_{name}"] = (
+                round(daemon_pct / pct, 3) if pct > 0 else None)
         return {
-            "interval": label, "window_s": round(sum(floor_s.values()) + daemon_s, 2),
-            "rounds": ROUNDS, "cpus": online_count(),
-            "floor_pct_of_one_core": round(floor_pct, 4),
-            "floor_stat_pct_of_one_core": round(floor_stat_pct, 4),
-            "daemon_pct_of_one_core": round(daemon_pct, 4),
-            "ratio": round(daemon_pct / floor_pct, 3) if floor_pct > 0 else None,
-            "ratio_floor_stat": (round(daemon_pct / floor_stat_pct, 3)
-                                 if floor_stat_pct > 0 else None),
+            **row,
             "goal": GOAL_RATIO, "scrapes": {"ok": scraper.ok, "failed": scraper.failed},
             **load.stop(),
         }
